@@ -1,0 +1,57 @@
+"""Atomic file writes and safe checkpoint loading.
+
+Every file is written to a temporary name in the same folder, flushed to disk
+and then renamed over the target, so a crash or a full disk leaves either the
+old file or the new one, never a torn one. Checkpoints load with
+``weights_only=True``: tensors and plain containers only, no pickled code.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import UserInputError
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Serialise ``state`` in memory first, then write it atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"checkpoint {path}: no such file; give the checkpoint.pt a search wrote")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise UserInputError(f"checkpoint {path}: cannot be loaded safely ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or "format" not in state:
+        raise UserInputError(f"checkpoint {path}: not a pcdarts checkpoint")
+    return state

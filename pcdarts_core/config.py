@@ -1,0 +1,104 @@
+"""The typed configuration of one search, validated once when it is made.
+
+Defaults are the PC-DARTS CIFAR-10 protocol (Xu et al., 2020, and the authors'
+``train_search.py``). Invalid values raise :class:`~pcdarts_core.errors.ConfigError`
+naming the field and the fix; ``SearchConfig.from_dict`` also rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .data import DATASETS
+from .errors import ConfigError
+from .supernet import check_supernet_shape
+
+
+class SearchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    # data
+    dataset: str = Field("cifar10", description=f"one of {', '.join(DATASETS)}")
+    data_root: Optional[str] = Field(None, description="dataset folder (default: the dataset's standard place)")
+    download: bool = Field(True, description="download CIFAR when it is not under data_root")
+    image_size: Optional[int] = Field(None, ge=1, description="imagefolder only: resize images to this size (default 32)")
+    train_portion: float = Field(0.5, gt=0, lt=1, description="share of the training set that trains the weights; the rest trains α/β")
+    train_subset: Optional[int] = Field(
+        None, ge=2, description="use only this many training images (a seeded sample, split like the full set); for quick runs"
+    )
+    # supernet
+    init_channels: int = Field(16, ge=1, description="C, the channels of the first cell")
+    layers: int = Field(8, ge=1, description="number of cells")
+    k: int = Field(4, ge=1, description="partial-channel proportion K: 1/K of the channels enter the mixed ops (1 = DARTS)")
+    edge_norm: bool = Field(True, description="learn edge-normalisation weights β")
+    channel_selection: Literal["first", "random"] = Field(
+        "first", description="'first': the first C/K channels (published code); 'random': a fresh subset each pass (paper)"
+    )
+    steps: int = Field(4, ge=1, description="intermediate nodes per cell")
+    multiplier: int = Field(4, ge=1, description="nodes concatenated into the cell output")
+    stem_multiplier: int = Field(3, ge=1, description="stem width as a multiple of C")
+    # schedule
+    epochs: int = Field(50, ge=1, description="search epochs")
+    warmup_epochs: int = Field(15, ge=0, description="epochs with α/β frozen at the start")
+    batch_size: int = Field(256, ge=1, description="images per weight step (and per architecture step)")
+    lr: float = Field(0.1, gt=0, description="weight SGD learning rate (cosine-annealed)")
+    lr_min: float = Field(0.0, ge=0, description="final weight learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(3e-4, ge=0)
+    grad_clip: float = Field(5.0, gt=0, description="max gradient norm of the weights")
+    arch_lr: float = Field(6e-4, gt=0, description="Adam learning rate of α/β")
+    arch_beta1: float = Field(0.5, ge=0, lt=1)
+    arch_beta2: float = Field(0.999, ge=0, lt=1)
+    arch_weight_decay: float = Field(1e-3, ge=0)
+    order: Literal["first", "second"] = Field("first", description="architecture gradient: first order or unrolled second order")
+    cutout: int = Field(0, ge=0, description="cutout length on training batches (0 = off)")
+    # run
+    seed: int = Field(0, ge=0)
+    deterministic: bool = Field(False, description="deterministic kernels (slower on a GPU)")
+    device: str = Field("auto", description="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchConfig:
+        if self.dataset not in DATASETS:
+            raise ConfigError("dataset", self.dataset, f"unknown dataset; use one of {', '.join(DATASETS)}")
+        if self.warmup_epochs >= self.epochs:
+            raise ConfigError(
+                "warmup_epochs",
+                self.warmup_epochs,
+                f"the architecture would never be trained in {self.epochs} epochs; use warmup_epochs < epochs",
+            )
+        if self.lr_min > self.lr:
+            raise ConfigError("lr_min", self.lr_min, f"must not exceed lr={self.lr}")
+        check_supernet_shape(
+            C=self.init_channels, k=self.k, layers=self.layers, steps=self.steps, multiplier=self.multiplier
+        )
+        return self
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise _config_error(err) from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> SearchConfig:
+        """A validated copy with some fields changed."""
+        return SearchConfig(**{**self.model_dump(), **changes})
+
+
+def _config_error(err: ValidationError) -> ConfigError:
+    """The first problem of a pydantic error as a one-line ConfigError naming the field."""
+    first = err.errors()[0]
+    own = first.get("ctx", {}).get("error")
+    if isinstance(own, ConfigError):  # raised by our own checks, already names field and fix
+        return own
+    field = ".".join(str(p) for p in first["loc"]) or "search"
+    if first["type"] == "extra_forbidden":
+        allowed = ", ".join(SearchConfig.model_fields)
+        return ConfigError(field, first["input"], f"unknown setting; known settings: {allowed}")
+    return ConfigError(field, first["input"], first["msg"])

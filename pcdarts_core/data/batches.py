@@ -1,0 +1,149 @@
+"""Mini-batches from uint8 image tensors held on the training device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from pcdarts_core.data.augment import cutout as _cutout
+from pcdarts_core.data.augment import normalize, random_crop, random_hflip
+from pcdarts_core.errors import ConfigError, DataError
+
+__all__ = ["DeviceBatches", "split_indices"]
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """True when ``a`` and ``b`` name the same device (``cuda`` == ``cuda:<current>``)."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    current = torch.cuda.current_device()
+    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+
+
+class DeviceBatches:
+    """Mini-batches drawn from uint8 tensors that already live on the training device.
+
+    Each pass (``iter``) visits every sample once, in an order drawn from
+    ``generator`` when ``shuffle``; the generator also drives augmentation, so
+    equal seeds give equal batches.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: bool,
+        cutout: int = 0,
+        padding: int = 4,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        _check_tensors(images, labels)
+        _check_options(batch_size, cutout, padding, len(mean), len(std), images.shape[1])
+        self.images = images
+        self.labels = labels.to(device=images.device, dtype=torch.long)
+        self.batch_size = batch_size
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.augment = augment
+        self.cutout = cutout
+        self.padding = padding
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = _make_generator(generator, images.device)
+
+    def __len__(self) -> int:
+        """Number of batches per pass."""
+        n = self.images.shape[0]
+        if self.drop_last:
+            return n // self.batch_size
+        return -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (float32 normalised images, int64 labels) for one pass."""
+        order = self._order()
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self._transform(self.images[idx]), self.labels[idx]
+
+    def _order(self) -> torch.Tensor:
+        """Sample order for one pass, on the images' device."""
+        n = self.images.shape[0]
+        if not self.shuffle:
+            return torch.arange(n, device=self.images.device)
+        gen = self.generator
+        return torch.randperm(n, generator=gen, device=gen.device).to(self.images.device)
+
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Augment (if enabled) and normalise one uint8 batch."""
+        if not self.augment:
+            return normalize(x, self.mean, self.std)
+        x = random_crop(x, self.padding, self.generator)
+        x = random_hflip(x, self.generator)
+        x = normalize(x, self.mean, self.std)
+        if self.cutout > 0:
+            x = _cutout(x, self.cutout, self.generator)
+        return x
+
+
+def _check_tensors(images: torch.Tensor, labels: torch.Tensor) -> None:
+    """Images must be uint8 N×C×H×W with one label each."""
+    if images.dim() != 4 or images.dtype != torch.uint8:
+        raise DataError(
+            f"images: expected a uint8 tensor N×C×H×W, got {images.dtype} with shape {tuple(images.shape)}: "
+            "use DatasetBundle tensors"
+        )
+    if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+        raise DataError(
+            f"labels: shape {tuple(labels.shape)} does not match {images.shape[0]} images: "
+            "pass one label per image"
+        )
+    if images.shape[0] == 0:
+        raise DataError("images: the data set is empty: pass at least one sample")
+
+
+def _check_options(batch_size: int, cutout: int, padding: int, n_mean: int, n_std: int, channels: int) -> None:
+    """Reject impossible batch settings."""
+    if batch_size < 1:
+        raise ConfigError("batch_size", batch_size, "must be a positive integer")
+    if cutout < 0:
+        raise ConfigError("cutout", cutout, "must be >= 0 (0 disables cutout)")
+    if padding < 0:
+        raise ConfigError("padding", padding, "must be >= 0")
+    if n_mean != channels or n_std != channels:
+        raise DataError(
+            f"mean/std: have {n_mean}/{n_std} values but the images have {channels} channels: "
+            "use the DatasetBundle's mean and std"
+        )
+
+
+def _make_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
+    """Check ``generator`` is on ``device``; default to one seeded with 0 there."""
+    if generator is None:
+        return torch.Generator(device=device).manual_seed(0)
+    if not _same_device(generator.device, device):
+        raise ValueError(
+            f"generator is on {generator.device} but the images are on {device}: "
+            f"create it with torch.Generator(device={str(device)!r})"
+        )
+    return generator
+
+
+def split_indices(n: int, portion: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a seeded random permutation of ``range(n)`` into its first ``round(n * portion)`` and the rest."""
+    if n < 0:
+        raise ConfigError("n", n, "must be >= 0")
+    if not 0.0 <= portion <= 1.0:
+        raise ConfigError("portion", portion, "must be between 0 and 1 (e.g. 0.5 for a 50/50 split)")
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=gen)
+    k = round(n * portion)
+    return perm[:k], perm[k:]

@@ -1,0 +1,291 @@
+"""Whole datasets as in-memory uint8 tensors plus their normalisation constants."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pcdarts_core.data.idx import read_idx_images, read_idx_labels
+from pcdarts_core.errors import DataError
+
+__all__ = ["DATASETS", "DatasetBundle", "ImageTensors", "load_dataset"]
+
+DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "fashion_mnist", "fashion_mnist_mini", "imagefolder")
+
+DEFAULT_ROOT = Path("~/.cache/pcdarts/data")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+MINI_NPZ = "fashion_mnist_mini.npz"
+
+_CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
+_CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
+_CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+_CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+_FASHION_MEAN = (0.2860,)
+_FASHION_STD = (0.3530,)
+
+_FASHION_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass(frozen=True)
+class ImageTensors:
+    """One split: uint8 images N×C×H×W and int64 labels N, on the CPU."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True)
+class DatasetBundle:
+    """A loaded dataset: splits, shape facts and per-channel mean/std for [0, 1] images."""
+
+    name: str
+    train: ImageTensors
+    test: ImageTensors | None
+    num_classes: int
+    in_channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def load_dataset(
+    name: str,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+    image_size: int | None = None,
+) -> DatasetBundle:
+    """Load dataset ``name`` (one of ``DATASETS``) into memory as uint8 CPU tensors."""
+    if name not in DATASETS:
+        raise DataError(f"dataset {name!r} is unknown: use one of {', '.join(DATASETS)}")
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+        raise DataError(f"image_size={image_size!r}: must be a positive integer (or None for the default)")
+    if name in ("cifar10", "cifar100"):
+        bundle = _load_cifar(name, root, download)
+    elif name == "fashion_mnist":
+        bundle = _load_fashion_mnist(root)
+    elif name == "fashion_mnist_mini":
+        bundle = _load_fashion_mnist_mini()
+    else:
+        return _load_imagefolder(root, 32 if image_size is None else image_size)
+    if image_size is not None and image_size != bundle.image_size:
+        raise DataError(
+            f"image_size={image_size}: {name} images are {bundle.image_size}×{bundle.image_size}: "
+            f"leave image_size unset or use {bundle.image_size}"
+        )
+    return bundle
+
+
+def _tensors(images: np.ndarray, labels: np.ndarray | list[int]) -> ImageTensors:
+    """Wrap N×H×W or N×H×W×C uint8 arrays as N×C×H×W tensors with int64 labels."""
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
+    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    return ImageTensors(images=x.contiguous(), labels=y)
+
+
+# --- CIFAR -----------------------------------------------------------------
+
+
+def _load_cifar(name: str, root: str | os.PathLike | None, download: bool) -> DatasetBundle:
+    """CIFAR-10/100 through torchvision: local files first, then (optionally) a download."""
+    from torchvision import datasets as tvd
+
+    cls, folder, title = {
+        "cifar10": (tvd.CIFAR10, "cifar-10-batches-py", "CIFAR-10"),
+        "cifar100": (tvd.CIFAR100, "cifar-100-python", "CIFAR-100"),
+    }[name]
+    base = Path(root if root is not None else DEFAULT_ROOT).expanduser()
+    try:
+        splits = [cls(str(base), train=t, download=False) for t in (True, False)]
+    except RuntimeError:
+        splits = _download_cifar(cls, name, title, base, folder, download)
+    train, test = (_tensors(s.data, s.targets) for s in splits)
+    mean, std = (_CIFAR10_MEAN, _CIFAR10_STD) if name == "cifar10" else (_CIFAR100_MEAN, _CIFAR100_STD)
+    return DatasetBundle(name, train, test, len(splits[0].classes), 3, 32, mean, std)
+
+
+def _download_cifar(cls: type, name: str, title: str, base: Path, folder: str, download: bool) -> list:
+    """Download CIFAR into ``base`` or raise a DataError that names both options."""
+    missing = f"{name}: no {title} data under {base} (expected {base / folder})"
+    if not download:
+        raise DataError(f"{missing} and download=False: put the files there or pass download=True")
+    try:
+        return [cls(str(base), train=t, download=True) for t in (True, False)]
+    except Exception as err:  # network, disk and checksum failures all end here
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise DataError(
+            f"{missing} and download failed ({reason}): put the files there "
+            "or run where the network allows downloading (download=True)"
+        ) from None
+
+
+# --- Fashion-MNIST -----------------------------------------------------------
+
+
+def _find_idx(directory: Path, stem: str) -> Path | None:
+    """``directory/stem`` or ``directory/stem.gz``, whichever exists (plain first)."""
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _fashion_dirs(root: str | os.PathLike | None) -> list[Path]:
+    """Directories searched for the Fashion-MNIST IDX files."""
+    if root is None:
+        return [DEBIAN_FASHION_MNIST]
+    base = Path(root).expanduser()
+    return [base, base / "FashionMNIST" / "raw"]
+
+
+def _load_fashion_mnist(root: str | os.PathLike | None) -> DatasetBundle:
+    """Fashion-MNIST from its four IDX files."""
+    dirs = _fashion_dirs(root)
+    for d in dirs:
+        files = {key: _find_idx(d, stem) for key, stem in _FASHION_FILES.items()}
+        if all(files.values()):
+            arrays = {key: _read_fashion_file(key, path) for key, path in files.items()}
+            return _fashion_bundle("fashion_mnist", arrays)
+    looked = ", ".join(str(d) for d in dirs)
+    raise DataError(
+        f"fashion_mnist: the four IDX files ({', '.join(_FASHION_FILES.values())}, optionally .gz) "
+        f"are not in {looked}: pass root=<directory holding them> or `apt-get install dataset-fashion-mnist`"
+    )
+
+
+def _read_fashion_file(key: str, path: Path) -> np.ndarray:
+    """Read one Fashion-MNIST IDX file."""
+    return read_idx_images(path) if key.endswith("images") else read_idx_labels(path)
+
+
+def _fashion_bundle(name: str, arrays: dict[str, np.ndarray]) -> DatasetBundle:
+    """Check Fashion-MNIST arrays and wrap them in a bundle."""
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or images.shape[0] != labels.shape[0]:
+            raise DataError(
+                f"{name}: {split} images {images.shape} and labels {labels.shape} are not N×28×28 and N: "
+                "re-download or rebuild the files"
+            )
+        if labels.size and int(labels.max()) >= 10:
+            raise DataError(f"{name}: {split} label {int(labels.max())} is not in 0..9: re-download the files")
+    train = _tensors(arrays["train_images"], arrays["train_labels"])
+    test = _tensors(arrays["test_images"], arrays["test_labels"])
+    return DatasetBundle(name, train, test, 10, 1, 28, _FASHION_MEAN, _FASHION_STD)
+
+
+def _load_fashion_mnist_mini() -> DatasetBundle:
+    """The balanced Fashion-MNIST subset shipped with the package."""
+    resource = resources.files("pcdarts_core.data").joinpath(MINI_NPZ)
+    try:
+        with resources.as_file(resource) as path, np.load(path, allow_pickle=False) as npz:
+            arrays = {key: np.asarray(npz[key]) for key in _FASHION_FILES}
+    except (OSError, KeyError, ValueError) as err:
+        raise DataError(
+            f"fashion_mnist_mini: cannot read the packaged {MINI_NPZ} ({err}): reinstall pcdarts_core "
+            "or rebuild it with scripts/build_fashion_mnist_mini.py"
+        ) from None
+    return _fashion_bundle("fashion_mnist_mini", arrays)
+
+
+# --- ImageFolder -------------------------------------------------------------
+
+
+def _imagefolder_dirs(root: str | os.PathLike | None) -> tuple[Path, Path | None]:
+    """(train directory, test directory or None) for an ImageFolder root."""
+    if root is None:
+        raise DataError("imagefolder: root is not set: pass root=<directory with one sub-folder per class>")
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise DataError(f"imagefolder: root {base} is not a directory: pass a folder with one sub-folder per class")
+    if not (base / "train").is_dir():
+        return base, None
+    for name in ("val", "test"):
+        if (base / name).is_dir():
+            return base / "train", base / name
+    return base / "train", None
+
+
+def _open_imagefolder(directory: Path, image_size: int):
+    """torchvision ImageFolder over ``directory`` producing uint8 3×S×S tensors."""
+    from torchvision import datasets as tvd
+    from torchvision import transforms as T
+
+    transform = T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.PILToTensor()])
+    try:
+        return tvd.ImageFolder(str(directory), transform=transform)
+    except FileNotFoundError as err:
+        raise DataError(
+            f"imagefolder: {directory} has no usable class folders ({err}): "
+            "put each class's images in its own sub-folder (root/<class>/<image>)"
+        ) from None
+
+
+def _read_all(folder, image_size: int, label_map: list[int] | None = None) -> ImageTensors:
+    """Decode every image of ``folder`` into one uint8 tensor N×3×S×S."""
+    n = len(folder)
+    images = torch.empty((n, 3, image_size, image_size), dtype=torch.uint8)
+    labels = torch.empty(n, dtype=torch.long)
+    for i in range(n):
+        path = folder.samples[i][0]
+        try:
+            x, y = folder[i]
+        except OSError as err:
+            raise DataError(f"imagefolder: cannot decode {path} ({err}): remove or replace the file") from None
+        images[i] = x
+        labels[i] = y if label_map is None else label_map[y]
+    return ImageTensors(images=images, labels=labels)
+
+
+def _test_label_map(train_classes: list[str], test_classes: list[str], test_dir: Path) -> list[int]:
+    """Map test class indices onto the train class indices (by folder name)."""
+    index = {c: i for i, c in enumerate(train_classes)}
+    unknown = [c for c in test_classes if c not in index]
+    if unknown:
+        raise DataError(
+            f"imagefolder: {test_dir} has classes not in the train folder ({', '.join(unknown)}): "
+            "use the same class folder names in both"
+        )
+    return [index[c] for c in test_classes]
+
+
+def _mean_std(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 N×C×H×W images scaled to [0, 1]."""
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, images.shape[0], chunk):
+        x = images[start : start + chunk].to(torch.float64) / 255.0
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += (x * x).sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (total_sq / count - mean * mean).clamp_min(0.0).sqrt().clamp_min(1e-6)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _load_imagefolder(root: str | os.PathLike | None, image_size: int) -> DatasetBundle:
+    """An ImageFolder tree (optionally with train/ and val/ or test/) resized to image_size."""
+    train_dir, test_dir = _imagefolder_dirs(root)
+    train_folder = _open_imagefolder(train_dir, image_size)
+    train = _read_all(train_folder, image_size)
+    test = None
+    if test_dir is not None:
+        test_folder = _open_imagefolder(test_dir, image_size)
+        label_map = _test_label_map(train_folder.classes, test_folder.classes, test_dir)
+        test = _read_all(test_folder, image_size, label_map)
+    mean, std = _mean_std(train.images)
+    return DatasetBundle("imagefolder", train, test, len(train_folder.classes), 3, image_size, mean, std)

@@ -1,0 +1,104 @@
+"""Settings validation and the ``python -m pcdarts_core.search`` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pcdarts_core import ConfigError, SearchConfig
+from pcdarts_core.search import main
+
+from conftest import TINY
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"k": 3}, "k=3: K must divide C=16; use one of 1, 2, 4, 8, 16"),
+        ({"init_channels": 12, "k": 8}, "k=8: K must divide C=12"),
+        ({"dataset": "mnist"}, "dataset='mnist': unknown dataset; use one of cifar10, cifar100"),
+        ({"epochs": -1}, "epochs=-1: Input should be greater than or equal to 1"),
+        ({"epochs": 10, "warmup_epochs": 10}, "warmup_epochs=10: the architecture would never be trained"),
+        ({"lr": "fast"}, "lr='fast': Input should be a valid number"),
+        ({"order": "third"}, "order='third': Input should be 'first' or 'second'"),
+        ({"train_portion": 1.5}, "train_portion=1.5: Input should be less than 1"),
+        ({"batchsize": 32}, "batchsize=32: unknown setting; known settings: dataset,"),
+    ],
+)
+def test_bad_settings_name_the_field_and_the_fix(changes, message):
+    with pytest.raises(ConfigError) as err:
+        SearchConfig(**changes)
+    assert message in str(err.value)
+
+
+def test_defaults_are_the_pc_darts_cifar10_protocol():
+    cfg = SearchConfig()
+    assert (cfg.dataset, cfg.init_channels, cfg.layers, cfg.k, cfg.edge_norm) == ("cifar10", 16, 8, 4, True)
+    assert (cfg.epochs, cfg.warmup_epochs, cfg.batch_size, cfg.train_portion) == (50, 15, 256, 0.5)
+    assert (cfg.lr, cfg.lr_min, cfg.momentum, cfg.weight_decay, cfg.grad_clip) == (0.1, 0.0, 0.9, 3e-4, 5.0)
+    assert (cfg.arch_lr, cfg.arch_beta1, cfg.arch_beta2, cfg.arch_weight_decay) == (6e-4, 0.5, 0.999, 1e-3)
+    assert cfg.order == "first"
+
+
+def _cli(*args: str) -> list[str]:
+    flags = []
+    for key, value in TINY.items():
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+    return [*flags, *args]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--k", "3"], "k=3: K must divide C=4"),
+        (["--dataset", "imagefolder", "--data-root", "/nonexistent/folder"], "/nonexistent/folder"),
+        (["--dataset", "cifar10", "--data-root", "/nonexistent/cifar", "--no-download"], "cifar10"),
+        (["--warmup-epochs", "5"], "warmup_epochs=5"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(args, message, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pcdarts_core.search", *_cli("--out", str(out), *args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not out.exists()
+
+
+def test_cli_argparse_errors_exit_2(tmp_path):
+    for args in (["--epochs", "many"], ["--order", "third"], []):
+        with pytest.raises(SystemExit) as exit_info:
+            main(args if args else ["--epochs", "2"])  # the last one lacks --out
+        assert exit_info.value.code == 2
+
+
+def test_cli_runs_writes_outputs_and_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_cli("--out", str(out), "--epochs", "2", "--quiet")) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("Genotype(normal=[")
+    assert {p.name for p in out.iterdir()} == {
+        "checkpoint.pt", "config.json", "metrics.csv", "history.json", "genotype.json", "genotype.txt"
+    }
+    assert (out / "genotype.txt").read_text().strip() == printed
+    rows = (out / "metrics.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("epoch,lr,arch_frozen,train_loss,train_acc,valid_loss,valid_acc") and len(rows) == 3
+    assert json.loads((out / "config.json").read_text())["k"] == 4
+
+    # Starting again in the same folder is refused; --resume with more epochs continues.
+    with pytest.raises(Exception, match="already holds a search; pass --resume"):
+        main(_cli("--out", str(out), "--epochs", "2"))
+    with pytest.raises(Exception, match="k cannot change when resuming"):
+        main(["--out", str(out), "--resume", "--k", "2"])
+    assert main(["--out", str(out), "--resume", "--epochs", "3", "--quiet"]) == 0
+    rows = (out / "metrics.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    assert len(json.loads((out / "history.json").read_text())) == 3
