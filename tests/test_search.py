@@ -12,12 +12,15 @@ from pcdarts_core.checkpoint import load_checkpoint
 
 
 def test_three_epoch_search_beats_chance_and_yields_a_valid_genotype(tiny_config, mini_data):
+    # Enough steps (16 per epoch) for a small supernet to learn something in 3 epochs.
+    config = tiny_config.replace(init_channels=8, batch_size=32, train_subset=1000)
     records = []
-    result = run_search(tiny_config, data=mini_data, on_epoch=lambda record, search: records.append(record))
+    result = run_search(config, data=mini_data, on_epoch=lambda record, search: records.append(record))
     assert [r.epoch for r in records] == [1, 2, 3]
     assert [r.arch_frozen for r in records] == [True, False, False]
-    # 10 classes: chance is 0.10 on the validation half.
-    assert records[-1].valid_acc > 0.3
+    # 10 classes: chance is 0.10 ± 0.013 on the 500 validation images.
+    assert records[-1].valid_acc > 0.25
+    assert records[-1].train_acc > 0.25
     assert records[-1].train_loss < records[0].train_loss
     assert isinstance(result.genotype, Genotype)
     assert result.genotype == records[-1].genotype
