@@ -3,8 +3,8 @@
 For each K the supernet is built on random 32x32x3 images (10 classes) and two
 things are measured:
 
-* step time: one full first-order search step exactly as ``Search._train_epoch``
-  runs it (architecture step on a validation batch, then zero_grad, forward,
+* step time: one full first-order search step, the loop's own ``search_step``
+  (architecture step on a validation batch, then the weight step: forward,
   cross-entropy, backward, gradient clipping at 5, SGD step). Every K is warmed
   up, then the K values are timed round-robin (one step each per round), so a
   change in machine load hits all of them alike; the median is reported.
@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 
 from pcdarts_core import SearchConfig, SearchNetwork
 from pcdarts_core.architect import Architect
-from pcdarts_core.searcher import resolve_device
+from pcdarts_core.searcher import resolve_device, search_step
 
 TARGETS = {"saved_ratio": 0.33, "time_ratio": 0.45}  # at K=4, relative to K=1
 MiB = 2**20
@@ -87,22 +86,19 @@ class Stepper:
             init_channels=args.C, layers=args.layers, k=k, batch_size=args.batch, epochs=2, warmup_epochs=0, order="first"
         )
         self.model = SearchNetwork(C=args.C, num_classes=10, layers=args.layers, k=k).to(device).train()
-        self.weights = self.model.weight_parameters()
         cfg = self.config
-        self.optimizer = torch.optim.SGD(self.weights, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.SGD(self.model.weight_parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.architect = Architect(self.model, cfg)
         self.x, self.x_valid = (torch.randn(args.batch, 3, 32, 32, device=device) for _ in range(2))
         self.y, self.y_valid = (torch.randint(0, 10, (args.batch,), device=device) for _ in range(2))
         self.times: list[float] = []
         self.peak_cuda_bytes: Optional[int] = None
 
-    def step(self) -> None:  # the body of Search._train_epoch's loop
-        self.architect.step(self.x, self.y, self.x_valid, self.y_valid, self.config.lr, self.optimizer)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(self.x), self.y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.weights, self.config.grad_clip)
-        self.optimizer.step()
+    def step(self) -> None:
+        search_step(
+            self.model, self.architect, self.optimizer, self.x, self.y, (self.x_valid, self.y_valid),
+            self.config.lr, self.config.grad_clip,
+        )
 
     def timed_step(self) -> None:
         on_cuda = self.device.type == "cuda"

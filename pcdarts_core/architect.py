@@ -61,7 +61,10 @@ class Architect:
         y_valid: torch.Tensor,
         lr: float,
         weight_optimizer: torch.optim.Optimizer,
+        fd_scale: float = 0.01,
     ) -> tuple[torch.Tensor, ...]:
+        """∇α of the validation loss after one virtual weight step; ``fd_scale`` is DARTS' 0.01,
+        the norm of the finite-difference perturbation of the weights."""
         model = self.model
         weight_names, weights = zip(*model.named_weight_parameters())
         arch = model.arch_parameters()
@@ -87,7 +90,7 @@ class Architect:
         grads = torch.autograd.grad(valid_loss, arch + unrolled)
         arch_grads, vector = grads[: len(arch)], grads[len(arch) :]
 
-        eps = 0.01 / torch.cat([v.flatten() for v in vector]).norm()
+        eps = fd_scale / torch.cat([v.flatten() for v in vector]).norm()
         plus = [w.detach() + eps * v for w, v in zip(weights, vector)]
         minus = [w.detach() - eps * v for w, v in zip(weights, vector)]
         grads_plus = torch.autograd.grad(loss_with(plus, x_train, y_train), arch)

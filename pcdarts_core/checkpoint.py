@@ -51,7 +51,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
-        raise UserInputError(f"checkpoint {path}: cannot be loaded safely ({type(err).__name__}: {err})") from None
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        raise UserInputError(
+            f"checkpoint {path}: cannot be loaded safely ({reason}); it is truncated or was not written by "
+            "pcdarts_core: use an intact checkpoint or start a new search"
+        ) from None
     if not isinstance(state, dict) or "format" not in state:
-        raise UserInputError(f"checkpoint {path}: not a pcdarts checkpoint")
+        raise UserInputError(f"checkpoint {path}: not a pcdarts_core checkpoint; give the checkpoint.pt a search wrote")
     return state

@@ -7,9 +7,10 @@ naming the field and the fix; ``SearchConfig.from_dict`` also rejects unknown ke
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .data import DATASETS
 from .errors import ConfigError
@@ -57,7 +58,14 @@ class SearchConfig(BaseModel):
     # run
     seed: int = Field(0, ge=0)
     deterministic: bool = Field(False, description="deterministic kernels (slower on a GPU)")
-    device: str = Field("auto", description="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
+    device: str = Field("auto", description="'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            raise ConfigError("device", value, "use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> SearchConfig:

@@ -62,8 +62,10 @@ class Genotype:
                     f"genotype.{cell}: needs two (op, input) edges per node, got {len(edges)} edges"
                 )
             for i, (op, idx) in enumerate(edges):
-                if op not in PRIMITIVES or op == "none":
-                    allowed = ", ".join(p for p in PRIMITIVES if p != "none")
+                allowed = ", ".join(p for p in PRIMITIVES if p != "none")
+                if op == "none":
+                    raise GenotypeError(f"genotype.{cell}[{i}]: 'none' is not allowed in a genotype (it drops the edge); use one of {allowed}")
+                if op not in PRIMITIVES:
                     raise GenotypeError(f"genotype.{cell}[{i}]: unknown operation {op!r}; use one of {allowed}")
                 node = i // 2
                 if not 0 <= idx < node + 2:
@@ -221,3 +223,4 @@ def parse_genotype(text: str) -> Genotype:
     if stripped.startswith("{"):
         return Genotype.from_json(stripped)
     return Genotype.from_text(stripped)
+

@@ -1,10 +1,13 @@
-"""Published genotypes, as printed in the DARTS (Liu et al., 2019) and PC-DARTS (Xu et al., 2020) code."""
+"""Published genotypes, as printed in the DARTS (Liu et al., 2019) and PC-DARTS (Xu et al., 2020) code,
+and ``load_genotype``, which takes a genotype by name, from a file, or as text."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import MappingProxyType
 
-from .genotype import Genotype
+from .errors import GenotypeError
+from .genotype import Genotype, parse_genotype
 
 _PUBLISHED_TEXT = {
     "DARTS_V1": (
@@ -40,3 +43,22 @@ PUBLISHED_TEXT = MappingProxyType(_PUBLISHED_TEXT)
 KNOWN_GENOTYPES: MappingProxyType[str, Genotype] = MappingProxyType(
     {name: Genotype.from_text(text) for name, text in _PUBLISHED_TEXT.items()}
 )
+
+
+def load_genotype(source: str) -> Genotype:
+    """A genotype from a known name (``KNOWN_GENOTYPES``), a file (JSON or text form) or the text itself."""
+    if source in KNOWN_GENOTYPES:
+        return KNOWN_GENOTYPES[source]
+    stripped = source.strip()
+    if not stripped.startswith(("{", "Genotype")):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise GenotypeError(
+                f"genotype {source!r}: neither a known name ({', '.join(KNOWN_GENOTYPES)}), "
+                "nor a file, nor Genotype(...) text or JSON; give one of those"
+            )
+        try:
+            stripped = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise GenotypeError(f"genotype file {path}: cannot be read ({err})") from None
+    return parse_genotype(stripped)

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .checkpoint import atomic_write_text
-from .cli import EXIT_BAD_INPUT, add_config_arguments, config_overrides, run_main
+from .cli import add_config_arguments, config_overrides, run_main
 from .config import SearchConfig
 from .errors import UserInputError
 from .searcher import EpochRecord, Search, SearchDiverged

@@ -10,12 +10,12 @@ is the one-call form with a callback hook.
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import os
 import resource
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from .config import SearchConfig
 from .data import DatasetBundle, DeviceBatches, load_dataset, split_indices
 from .errors import UserInputError
 from .genotype import Genotype
+from .records import EpochRecord
 from .seeding import capture_rng_state, derived_seed, restore_rng_state, seed_everything
 from .supernet import SearchNetwork
 
@@ -37,58 +38,43 @@ class SearchDiverged(RuntimeError):
 
     def __init__(self, epoch: int, loss: float) -> None:
         self.epoch = epoch
-        super().__init__(f"search diverged in epoch {epoch}: training loss is {loss}")
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """What one search epoch produced. ``epoch`` counts from 1."""
-
-    epoch: int
-    lr: float
-    arch_frozen: bool
-    train_loss: float
-    train_acc: float
-    valid_loss: float
-    valid_acc: float
-    epoch_time_s: float
-    images_per_s: float
-    peak_memory_bytes: int
-    genotype: Genotype
-    alphas_normal: list[list[float]]
-    alphas_reduce: list[list[float]]
-    betas_normal: Optional[list[float]]
-    betas_reduce: Optional[list[float]]
-
-    SCALARS = (
-        "epoch",
-        "lr",
-        "arch_frozen",
-        "train_loss",
-        "train_acc",
-        "valid_loss",
-        "valid_acc",
-        "epoch_time_s",
-        "images_per_s",
-        "peak_memory_bytes",
-    )
-
-    def scalars(self) -> dict[str, float | int | bool]:
-        """The numeric fields, e.g. for a metrics table."""
-        return {name: getattr(self, name) for name in self.SCALARS}
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["genotype"] = self.genotype.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EpochRecord:
-        return cls(**{**data, "genotype": Genotype.from_dict(data["genotype"])})
+        super().__init__(
+            f"search diverged in epoch {epoch}: training loss is {loss}; try a lower lr or grad_clip, or another seed"
+        )
 
 
 EpochCallback = Callable[[EpochRecord, "Search"], None]
 StepCallback = Callable[[int, int], None]
+
+
+def search_step(
+    model: SearchNetwork,
+    architect: Architect,
+    weight_optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    valid_batch: tuple[torch.Tensor, torch.Tensor] | None,
+    lr: float,
+    grad_clip: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One search step: an architecture step on ``valid_batch`` (unless ``None``: warm-up),
+    then a weight step on ``(x, y)``. Returns the weight step's loss and logits, detached."""
+    if valid_batch is not None:
+        architect.step(x, y, *valid_batch, lr, weight_optimizer)
+    weight_optimizer.zero_grad(set_to_none=True)
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.weight_parameters(), grad_clip)
+    weight_optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+def cosine_factor(epoch: int, config: SearchConfig) -> float:
+    """Weight learning rate at ``epoch`` as a multiple of ``config.lr``: cosine from lr to lr_min.
+    Closed form, so a search extended to more epochs follows the new schedule from where it is."""
+    floor = config.lr_min / config.lr
+    return floor + (1 - floor) * (1 + math.cos(math.pi * min(epoch, config.epochs) / config.epochs)) / 2
 
 
 def resolve_device(name: str) -> torch.device:
@@ -136,9 +122,6 @@ class Search:
             momentum=config.momentum,
             weight_decay=config.weight_decay,
         )
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.weight_optimizer, T_max=config.epochs, eta_min=config.lr_min
-        )
         self.architect = Architect(self.model, config)
         train_idx, valid_idx = split_indices(len(data.train), config.train_portion, config.seed)
         if config.train_subset is not None and config.train_subset < len(data.train):
@@ -146,7 +129,8 @@ class Search:
             train_idx, valid_idx = train_idx[:keep], valid_idx[: config.train_subset - keep]
         if len(train_idx) == 0 or len(valid_idx) == 0:
             raise UserInputError(
-                f"train_portion={config.train_portion}: leaves an empty half of the {len(data.train)} training images"
+                f"train_portion={config.train_portion}: leaves an empty half of the {len(data.train)} training images "
+                f"(train_subset={config.train_subset}); use more images or a portion nearer 0.5"
             )
         self.split = {"train": train_idx, "valid": valid_idx}
         self.epoch = 0
@@ -160,10 +144,11 @@ class Search:
             name: (images[idx].to(self.device), labels[idx].to(self.device)) for name, idx in self.split.items()
         }
 
-    def _batches(self, half: str, *, augment: bool, shuffle: bool, stream: int) -> DeviceBatches:
+    def _batches(self, half: str, *, augment: bool, shuffle: bool, stream: int, pass_: int = 0) -> DeviceBatches:
+        """One pass over a half; order and augmentation drawn from a seed fixed by (seed, epoch, stream, pass)."""
         images, labels = self._halves[half]
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(derived_seed(self.config.seed, self.epoch, stream))
+        generator.manual_seed(derived_seed(self.config.seed, self.epoch, stream, pass_))
         return DeviceBatches(
             images,
             labels,
@@ -196,18 +181,19 @@ class Search:
     def run_epoch(self, on_step: StepCallback | None = None) -> EpochRecord:
         cfg = self.config
         arch_frozen = self.epoch < cfg.warmup_epochs
-        lr = self.scheduler.get_last_lr()[0]
+        lr = cfg.lr * cosine_factor(self.epoch, cfg)
+        for group in self.weight_optimizer.param_groups:
+            group["lr"] = lr
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         start = time.perf_counter()
         train_loss, train_acc, seen = self._train_epoch(arch_frozen, lr, on_step)
         train_time = time.perf_counter() - start
-        self.scheduler.step()
         valid_loss, valid_acc = self._evaluate()
         epoch_time = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            raise SearchDiverged(self.epoch + 1, train_loss)  # the state of the last good epoch is not overwritten
         self.epoch += 1
-        if not torch.isfinite(torch.tensor(train_loss)):
-            raise SearchDiverged(self.epoch, train_loss)
         weights = {name: w.cpu().tolist() for name, w in self.model.arch_weights().items()}
         record = EpochRecord(
             epoch=self.epoch,
@@ -234,25 +220,19 @@ class Search:
         model.train()
         train = self._batches("train", augment=True, shuffle=True, stream=0)
         # No validation batch is drawn while the architecture is frozen.
-        valid = None if arch_frozen else _cycle(lambda: self._batches("valid", augment=True, shuffle=True, stream=1))
-        weights = model.weight_parameters()
+        valid = None
+        if not arch_frozen:
+            valid = _cycle(lambda n: self._batches("valid", augment=True, shuffle=True, stream=1, pass_=n))
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         total = len(train)
         for step, (x, y) in enumerate(train, start=1):
-            if valid is not None:
-                x_valid, y_valid = next(valid)
-                self.architect.step(x, y, x_valid, y_valid, lr, self.weight_optimizer)
-            self.weight_optimizer.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(weights, cfg.grad_clip)
-            self.weight_optimizer.step()
+            valid_batch = next(valid) if valid is not None else None
+            loss, logits = search_step(model, self.architect, self.weight_optimizer, x, y, valid_batch, lr, cfg.grad_clip)
             # Accumulate on the device: no host synchronisation inside the step.
-            loss_sum += loss.detach() * y.shape[0]
-            correct += (logits.detach().argmax(dim=1) == y).sum()
+            loss_sum += loss * y.shape[0]
+            correct += (logits.argmax(dim=1) == y).sum()
             seen += y.shape[0]
             if on_step is not None:
                 on_step(step, total)
@@ -287,28 +267,41 @@ class Search:
             "model": self.model.state_dict(),
             "weight_optimizer": self.weight_optimizer.state_dict(),
             "arch_optimizer": self.architect.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "data": self._data_facts(),
             "split": dict(self.split),
-            "rng": capture_rng_state(),
+            "rng": capture_rng_state(self.device),
             "history": [r.to_dict() for r in self.history],
         }
 
+    def _data_facts(self) -> dict[str, Any]:
+        return {"name": self.data.name, "train_images": len(self.data.train), "num_classes": self.data.num_classes}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise UserInputError(f"checkpoint format {state.get('format')!r} is not supported (expected {CHECKPOINT_FORMAT})")
+            raise UserInputError(
+                f"checkpoint format {state.get('format')!r} is not supported by this version (expected "
+                f"{CHECKPOINT_FORMAT}): resume it with the version that wrote it, or start a new search"
+            )
+        if state["data"] != self._data_facts():
+            raise UserInputError(
+                f"resume: the checkpoint was written for data {state['data']} but the data given is "
+                f"{self._data_facts()}; pass the same dataset the search started with"
+            )
         self.model.load_state_dict(state["model"])
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         self.architect.optimizer.load_state_dict(state["arch_optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.split = {name: idx.cpu() for name, idx in state["split"].items()}
         self._place_data()
         self.epoch = int(state["epoch"])
         self.history = [EpochRecord.from_dict(r) for r in state["history"]]
-        restore_rng_state(state["rng"])
+        restore_rng_state(state["rng"], self.device)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the complete search state to ``path`` atomically."""
         save_checkpoint(self.state_dict(), path)
+
+    #: Settings that may differ from the checkpoint's when resuming: they do not change the search.
+    RESUMABLE_CHANGES = frozenset({"data_root", "download", "device", "epochs", "deterministic"})
 
     @classmethod
     def resume(
@@ -316,28 +309,40 @@ class Search:
         path: str | os.PathLike,
         data: DatasetBundle | None = None,
         device: str | torch.device | None = None,
+        config: SearchConfig | None = None,
         **overrides: Any,
     ) -> Search:
-        """Rebuild a search from its checkpoint. ``overrides`` may change settings that do not
-        alter the search itself (``data_root``, ``download``, ``device``, ``epochs`` to extend it)."""
+        """Rebuild a search from its checkpoint and continue it exactly.
+
+        Settings may change only where :attr:`RESUMABLE_CHANGES` allows: given as ``overrides``,
+        or as a whole ``config`` compared with the checkpoint's. A larger ``epochs`` extends a
+        search; the cosine schedule then runs to the new end from where the search stands.
+        """
         state = load_checkpoint(path)
-        allowed = {"data_root", "download", "device", "epochs", "deterministic"}
-        bad = sorted(set(overrides) - allowed)
+        saved = state["config"]
+        if config is not None:
+            overrides = {**{k: v for k, v in config.model_dump().items() if v != saved.get(k)}, **overrides}
+        bad = sorted(set(overrides) - cls.RESUMABLE_CHANGES)
         if bad:
-            raise UserInputError(f"resume: {', '.join(bad)} cannot change when resuming; only {', '.join(sorted(allowed))} can")
-        config = SearchConfig(**{**state["config"], **overrides})
-        search = cls(config, data=data, device=device)
+            raise UserInputError(
+                f"resume: {', '.join(bad)} cannot change when resuming (the checkpoint has "
+                f"{', '.join(f'{k}={saved.get(k)!r}' for k in bad)}); only {', '.join(sorted(cls.RESUMABLE_CHANGES))} can, "
+                "or start a new search"
+            )
+        new_config = SearchConfig(**{**saved, **overrides})
+        if new_config.epochs < state["epoch"]:
+            raise UserInputError(f"epochs={new_config.epochs}: the search already ran {state['epoch']} epochs; use at least that")
+        search = cls(new_config, data=data, device=device)
         search.load_state_dict(state)
-        if "epochs" in overrides and overrides["epochs"] != state["config"]["epochs"]:
-            # A longer schedule: keep the progress, anneal to the new end.
-            search.scheduler.T_max = config.epochs
         return search
 
 
-def _cycle(make: Callable[[], DeviceBatches]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless batches, a fresh pass (new order) each time one ends."""
+def _cycle(make: Callable[[int], DeviceBatches]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless batches: pass 0, 1, 2, ... each with its own order and augmentation."""
+    n = 0
     while True:
-        yield from make()
+        yield from make(n)
+        n += 1
 
 
 @dataclass(frozen=True)
@@ -357,7 +362,10 @@ def run_search(
 ) -> SearchResult:
     """Run a whole search (or the rest of one, from a checkpoint), calling ``on_epoch(record, search)``
     after every epoch: the place to report progress and save checkpoints."""
-    search = Search.resume(resume_from, data=data) if resume_from is not None else Search(config, data=data)
+    if resume_from is not None:
+        search = Search.resume(resume_from, data=data, config=config)
+    else:
+        search = Search(config, data=data)
     for record in search.epochs(on_step):
         if on_epoch is not None:
             on_epoch(record, search)

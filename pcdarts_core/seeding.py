@@ -16,10 +16,13 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
-        # cuBLAS needs this before its first use to be reproducible.
+        # cuBLAS reads this when it first starts in the process: set it before any CUDA work.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.deterministic = True
+    # Some CUDA kernels (e.g. max-pool and adaptive-pool backward) have no deterministic form:
+    # they warn instead of failing, so deterministic mode is as deterministic as PyTorch allows.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
         torch.backends.cudnn.benchmark = False
 
 
@@ -31,24 +34,25 @@ def derived_seed(seed: int, *parts: int) -> int:
     return value
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """The state of every global RNG, in types that load with ``weights_only=True``."""
+def capture_rng_state(device: torch.device) -> dict[str, Any]:
+    """The global RNG states a run on ``device`` depends on, in types that load with ``weights_only=True``.
+    Only the training device's CUDA generator is captured, so a checkpoint moves between machines."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
         "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
     }
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
+def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
     random.setstate(_as_tuple(state["python"]))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _as_tuple(value: Any) -> Any:

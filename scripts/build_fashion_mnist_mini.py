@@ -24,23 +24,17 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 try:
+    from pcdarts_core.data.datasets import DEBIAN_FASHION_MNIST, find_fashion_mnist_files
     from pcdarts_core.data.idx import read_idx_images, read_idx_labels
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, str(REPO))
+    from pcdarts_core.data.datasets import DEBIAN_FASHION_MNIST, find_fashion_mnist_files
     from pcdarts_core.data.idx import read_idx_images, read_idx_labels
 
 SEED = 0
 TRAIN_PER_CLASS = 200
 TEST_PER_CLASS = 50
 NUM_CLASSES = 10
-
-
-def _idx_path(source: Path, stem: str) -> Path:
-    """``source/stem`` or ``source/stem.gz``."""
-    for path in (source / stem, source / f"{stem}.gz"):
-        if path.is_file():
-            return path
-    raise SystemExit(f"{source}: neither {stem} nor {stem}.gz found: pass --source <directory with the IDX files>")
 
 
 def balanced_subset(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
@@ -56,11 +50,14 @@ def balanced_subset(labels: np.ndarray, per_class: int, rng: np.random.Generator
 
 def build(source: Path, out: Path) -> dict[str, np.ndarray]:
     """Read the IDX files in ``source``, pick the subset and save it to ``out``."""
+    files = find_fashion_mnist_files(source)
+    if files is None:
+        raise SystemExit(f"{source}: the four Fashion-MNIST IDX files are not there: pass --source <directory with them>")
     rng = np.random.default_rng(SEED)
     arrays: dict[str, np.ndarray] = {}
-    for split, prefix, per_class in (("train", "train", TRAIN_PER_CLASS), ("test", "t10k", TEST_PER_CLASS)):
-        images = read_idx_images(_idx_path(source, f"{prefix}-images-idx3-ubyte"))
-        labels = read_idx_labels(_idx_path(source, f"{prefix}-labels-idx1-ubyte"))
+    for split, per_class in (("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS)):
+        images = read_idx_images(files[f"{split}_images"])
+        labels = read_idx_labels(files[f"{split}_labels"])
         index = balanced_subset(labels, per_class, rng)
         arrays[f"{split}_images"] = images[index]
         arrays[f"{split}_labels"] = labels[index].astype(np.uint8)
@@ -73,7 +70,7 @@ def build(source: Path, out: Path) -> dict[str, np.ndarray]:
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=Path("/usr/share/datasets/fashion-mnist"),
+    parser.add_argument("--source", type=Path, default=DEBIAN_FASHION_MNIST,
                         help="directory with the four Fashion-MNIST IDX files (plain or .gz)")
     parser.add_argument("--out", type=Path, default=REPO / "pcdarts_core" / "data" / "fashion_mnist_mini.npz",
                         help="output .npz path")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pcdarts_core import ConfigError, SearchConfig
+from pcdarts_core import ConfigError, SearchConfig, UserInputError
 from pcdarts_core.search import main
 
 from conftest import TINY
@@ -26,6 +26,7 @@ from conftest import TINY
         ({"order": "third"}, "order='third': Input should be 'first' or 'second'"),
         ({"train_portion": 1.5}, "train_portion=1.5: Input should be less than 1"),
         ({"batchsize": 32}, "batchsize=32: unknown setting; known settings: dataset,"),
+        ({"device": "gpu"}, "device='gpu': use 'auto', 'cpu', 'cuda' or 'cuda:N'"),
     ],
 )
 def test_bad_settings_name_the_field_and_the_fix(changes, message):
@@ -73,11 +74,22 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(args, message, t
     assert not out.exists()
 
 
-def test_cli_argparse_errors_exit_2(tmp_path):
-    for args in (["--epochs", "many"], ["--order", "third"], []):
-        with pytest.raises(SystemExit) as exit_info:
-            main(args if args else ["--epochs", "2"])  # the last one lacks --out
-        assert exit_info.value.code == 2
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "many"], "--epochs: 'many' is not a int"),
+        (["--order", "third"], "argument --order: invalid choice: 'third'"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        ([], "the following arguments are required: --out"),
+    ],
+)
+def test_cli_argparse_errors_exit_2(args, message, tmp_path, capsys):
+    out = [] if not args else ["--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*out, *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_runs_writes_outputs_and_resumes(tmp_path, capsys):
@@ -94,11 +106,31 @@ def test_cli_runs_writes_outputs_and_resumes(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["k"] == 4
 
     # Starting again in the same folder is refused; --resume with more epochs continues.
-    with pytest.raises(Exception, match="already holds a search; pass --resume"):
+    with pytest.raises(UserInputError, match="already holds a search; pass --resume"):
         main(_cli("--out", str(out), "--epochs", "2"))
-    with pytest.raises(Exception, match="k cannot change when resuming"):
+    with pytest.raises(UserInputError, match="k cannot change when resuming"):
         main(["--out", str(out), "--resume", "--k", "2"])
     assert main(["--out", str(out), "--resume", "--epochs", "3", "--quiet"]) == 0
     rows = (out / "metrics.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
     assert len(json.loads((out / "history.json").read_text())) == 3
+
+
+def test_show_genotype_accepts_names_files_and_text_and_rejects_bad_ones(tmp_path):
+    from pcdarts_core import KNOWN_GENOTYPES
+
+    text = KNOWN_GENOTYPES["PC_DARTS_cifar"].to_text()
+    (tmp_path / "g.json").write_text(KNOWN_GENOTYPES["PC_DARTS_cifar"].to_json())
+    for source in ("PC_DARTS_cifar", text, str(tmp_path / "g.json")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pcdarts_core.show_genotype", source], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0 and proc.stdout.strip() == text, proc.stderr
+    for source, message in (
+        ("Genotype(normal=[('conv_9x9', 0), ('sep_conv_3x3', 1)], normal_concat=[2], reduce=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)], reduce_concat=[2])", "unknown operation 'conv_9x9'"),
+        ("PC_DARTS_cifarr", "neither a known name"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pcdarts_core.show_genotype", source], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

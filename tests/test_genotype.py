@@ -45,7 +45,7 @@ def test_parses_multiline_positional_and_list_concat_forms():
         ("Genotype(normal=[('sep_conv_3x3', 1)] * 8, normal_concat=range(2, 6), reduce=[], reduce_concat=range(2, 6))", "only literals"),
         ("Genotype(normal=[('conv_9x9', 1), ('sep_conv_3x3', 0)], normal_concat=[2], reduce=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], reduce_concat=[2])", "unknown operation 'conv_9x9'"),
         ("Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 2)], normal_concat=[2], reduce=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], reduce_concat=[2])", "input 2 out of range for node 0"),
-        ("Genotype(normal=[('none', 1), ('sep_conv_3x3', 0)], normal_concat=[2], reduce=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], reduce_concat=[2])", "unknown operation 'none'"),
+        ("Genotype(normal=[('none', 1), ('sep_conv_3x3', 0)], normal_concat=[2], reduce=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], reduce_concat=[2])", "'none' is not allowed in a genotype"),
         ("Genotype(normal=[('sep_conv_3x3', 1)], normal_concat=[2], reduce=[('sep_conv_3x3', 1)], reduce_concat=[2])", "two (op, input) edges per node"),
         ("Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], normal_concat=[7], reduce=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], reduce_concat=[2])", "normal_concat=[7]"),
         ("Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], normal_concat=[2])", "missing field(s) reduce, reduce_concat"),

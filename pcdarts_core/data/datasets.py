@@ -144,19 +144,24 @@ def _find_idx(directory: Path, stem: str) -> Path | None:
 
 
 def _fashion_dirs(root: str | os.PathLike | None) -> list[Path]:
-    """Directories searched for the Fashion-MNIST IDX files."""
-    if root is None:
-        return [DEBIAN_FASHION_MNIST]
-    base = Path(root).expanduser()
-    return [base, base / "FashionMNIST" / "raw"]
+    """Directories searched for the Fashion-MNIST IDX files: the root (or the default root) in
+    both the flat and torchvision's layout, then Debian's dataset-fashion-mnist package."""
+    base = Path(root if root is not None else DEFAULT_ROOT).expanduser()
+    return [base, base / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST]
+
+
+def find_fashion_mnist_files(directory: Path) -> dict[str, Path] | None:
+    """The four Fashion-MNIST IDX files in ``directory`` (plain or .gz), or None if any is missing."""
+    files = {key: _find_idx(directory, stem) for key, stem in _FASHION_FILES.items()}
+    return files if all(files.values()) else None  # type: ignore[return-value]
 
 
 def _load_fashion_mnist(root: str | os.PathLike | None) -> DatasetBundle:
     """Fashion-MNIST from its four IDX files."""
     dirs = _fashion_dirs(root)
     for d in dirs:
-        files = {key: _find_idx(d, stem) for key, stem in _FASHION_FILES.items()}
-        if all(files.values()):
+        files = find_fashion_mnist_files(d)
+        if files is not None:
             arrays = {key: _read_fashion_file(key, path) for key, path in files.items()}
             return _fashion_bundle("fashion_mnist", arrays)
     looked = ", ".join(str(d) for d in dirs)
