@@ -5,9 +5,9 @@ things are measured:
 
 * step time: one full first-order search step, the loop's own ``search_step``
   (architecture step on a validation batch, then the weight step: forward,
-  cross-entropy, backward, gradient clipping at 5, SGD step). Every K is warmed
-  up, then the K values are timed round-robin (one step each per round), so a
-  change in machine load hits all of them alike; the median is reported.
+  cross-entropy, backward, gradient clipping at 5, SGD step). The K values are
+  timed in rounds (per round and K: one untimed step, then one timed step), so
+  a change in machine load hits all of them alike; the median is reported.
   CUDA is synchronised around each timed step;
 * saved activation bytes: the distinct storages autograd saves for backward
   during one forward pass on the training batch, parameters and buffers
@@ -130,14 +130,17 @@ class Stepper:
 
 
 def measure(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
-    """Warm every K up, then time the K values round-robin, so that a change in the machine's
-    load during the run hits all of them alike; the median step time is reported."""
+    """Time the K values in rounds; in each round every K runs one untimed step (so the
+    allocator and caches hold that K's working set again, as in a real search, which runs one K
+    per process) and then one timed step. A change in the machine's load during the run thus
+    hits every K alike; the median over the rounds is reported."""
     steppers = [Stepper(k, args, device) for k in args.ks]
     for stepper in steppers:
         for _ in range(args.warmup):
             stepper.step()
     for round_ in range(1, args.repeats + 1):
         for stepper in steppers:
+            stepper.step()
             stepper.timed_step()
         times = ", ".join(f"K={s.k}: {s.times[-1]:.3f}" for s in steppers)
         print(f"round {round_}/{args.repeats}: {times} s/step, load average {os.getloadavg()[0]:.2f}", flush=True)

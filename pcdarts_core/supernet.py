@@ -50,6 +50,14 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
+def _concat_shuffled(mixed: torch.Tensor, rest: torch.Tensor, k: int) -> torch.Tensor:
+    """``channel_shuffle(torch.cat([mixed, rest], 1), k)`` in one copy instead of two: output
+    channel ``j*k + g`` is channel ``j`` of group ``g`` (group 0 = ``mixed``, then ``rest`` in k-1 groups)."""
+    n, part, h, w = mixed.shape
+    groups = [mixed, *rest.reshape(n, k - 1, part, h, w).unbind(1)]
+    return torch.stack(groups, dim=2).view(n, part * k, h, w)
+
+
 class PartialChannelMixedOp(nn.Module):
     """One edge of the supernet: the α-weighted sum of all candidate operations,
     applied to 1/K of the channels.
@@ -80,7 +88,11 @@ class PartialChannelMixedOp(nn.Module):
 
     def _mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         # ``none`` contributes w * 0: skipping it changes neither the output nor any gradient.
-        return sum(w * op(x) for i, (w, op) in enumerate(zip(weights, self.ops)) if i != _NONE)
+        terms = (w * op(x) for i, (w, op) in enumerate(zip(weights, self.ops)) if i != _NONE)
+        total = next(terms)
+        for term in terms:
+            total = total + term
+        return total
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if self.k == 1:
@@ -93,7 +105,7 @@ class PartialChannelMixedOp(nn.Module):
             return torch.cat([mixed, rest], dim=1)[:, torch.argsort(order)]
         mixed = self._mix(x[:, :part], weights)
         rest = self.bypass_pool(x[:, part:])
-        return channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
+        return _concat_shuffled(mixed, rest, self.k)
 
 
 class SearchCell(nn.Module):

@@ -170,3 +170,10 @@ def test_genotype_of_a_fresh_supernet_is_valid():
     for cell in (geno.normal, geno.reduce):
         for node in range(4):
             assert cell[2 * node][1] != cell[2 * node + 1][1]
+
+
+def test_one_copy_concat_shuffle_equals_cat_then_shuffle():
+    from pcdarts_core.supernet import _concat_shuffled
+
+    mixed, rest = torch.randn(2, 3, 4, 4), torch.randn(2, 9, 4, 4)
+    assert torch.equal(_concat_shuffled(mixed, rest, 4), channel_shuffle(torch.cat([mixed, rest], dim=1), 4))
