@@ -46,7 +46,8 @@ def _parser_for(name: str, annotation: Any) -> Callable[[str], Any]:
             try:
                 return annotation(text)
             except ValueError:
-                raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: {text!r} is not a {annotation.__name__}") from None
+                kind = "an integer" if annotation is int else "a number"
+                raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: {text!r} is not {kind}") from None
         return parse
     return str
 

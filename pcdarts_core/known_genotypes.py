@@ -50,15 +50,22 @@ def load_genotype(source: str) -> Genotype:
     if source in KNOWN_GENOTYPES:
         return KNOWN_GENOTYPES[source]
     stripped = source.strip()
-    if not stripped.startswith(("{", "Genotype")):
+    if _is_file(source):
         path = Path(source).expanduser()
-        if not path.is_file():
-            raise GenotypeError(
-                f"genotype {source!r}: neither a known name ({', '.join(KNOWN_GENOTYPES)}), "
-                "nor a file, nor Genotype(...) text or JSON; give one of those"
-            )
         try:
             stripped = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise GenotypeError(f"genotype file {path}: cannot be read ({err})") from None
+    elif not stripped.startswith(("{", "Genotype")):
+        raise GenotypeError(
+            f"genotype {source!r}: neither a known name ({', '.join(KNOWN_GENOTYPES)}), "
+            "nor a file, nor Genotype(...) text or JSON; give one of those"
+        )
     return parse_genotype(stripped)
+
+
+def _is_file(source: str) -> bool:
+    try:
+        return Path(source).expanduser().is_file()
+    except (OSError, ValueError):  # genotype text is no valid path: too long, NUL bytes, ...
+        return False

@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help=f"continue the search saved in --out/{CHECKPOINT}; only --epochs, --device, --data-root and --download may change",
+        help=f"continue the search saved in --out/{CHECKPOINT}; settings may be repeated, and only "
+        + ", ".join("--" + name.replace("_", "-") for name in sorted(Search.RESUMABLE_CHANGES))
+        + " may change",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the final genotype")
     add_config_arguments(parser, SearchConfig, "search settings")

@@ -10,6 +10,7 @@ is the one-call form with a callback hook.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import resource
@@ -86,6 +87,9 @@ def resolve_device(name: str) -> torch.device:
         raise UserInputError(f"device={name!r}: not a device; use 'auto', 'cpu' or 'cuda[:N]'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserInputError(f"device={name!r}: CUDA is not available here; use 'auto' or 'cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise UserInputError(f"device={name!r}: this machine has {count} GPU(s); use cuda:0 .. cuda:{count - 1}")
     return device
 
 
@@ -99,7 +103,7 @@ class Search:
         device: str | torch.device | None = None,
     ) -> None:
         self.config = config
-        self.device = resolve_device(config.device) if device is None else torch.device(device)
+        self.device = resolve_device(config.device if device is None else str(device))
         if data is None:
             data = load_dataset(config.dataset, config.data_root, download=config.download, image_size=config.image_size)
         self.data = data
@@ -135,6 +139,7 @@ class Search:
         self.split = {"train": train_idx, "valid": valid_idx}
         self.epoch = 0
         self.history: list[EpochRecord] = []
+        self.diverged: SearchDiverged | None = None
         self._place_data()
 
     def _place_data(self) -> None:
@@ -175,6 +180,7 @@ class Search:
 
     def epochs(self, on_step: StepCallback | None = None) -> Iterator[EpochRecord]:
         """Run the remaining epochs, yielding a record after each."""
+        self._check_not_diverged()
         while not self.done:
             yield self.run_epoch(on_step)
 
@@ -192,7 +198,9 @@ class Search:
         valid_loss, valid_acc = self._evaluate()
         epoch_time = time.perf_counter() - start
         if not math.isfinite(train_loss):
-            raise SearchDiverged(self.epoch + 1, train_loss)  # the state of the last good epoch is not overwritten
+            # The weights are no longer those of the last good epoch: this object may not save or go on.
+            self.diverged = SearchDiverged(self.epoch + 1, train_loss)
+            raise self.diverged
         self.epoch += 1
         weights = {name: w.cpu().tolist() for name, w in self.model.arch_weights().items()}
         record = EpochRecord(
@@ -274,7 +282,16 @@ class Search:
         }
 
     def _data_facts(self) -> dict[str, Any]:
-        return {"name": self.data.name, "train_images": len(self.data.train), "num_classes": self.data.num_classes}
+        """What identifies the training data: name, size, and a hash of the labels and of a sample of the images."""
+        train = self.data.train
+        digest = hashlib.sha1(train.labels.numpy().tobytes())
+        digest.update(train.images[:: max(1, len(train) // 256)].contiguous().numpy().tobytes())
+        return {
+            "name": self.data.name,
+            "train_images": len(train),
+            "num_classes": self.data.num_classes,
+            "fingerprint": digest.hexdigest(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -298,7 +315,12 @@ class Search:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the complete search state to ``path`` atomically."""
+        self._check_not_diverged()
         save_checkpoint(self.state_dict(), path)
+
+    def _check_not_diverged(self) -> None:
+        if self.diverged is not None:
+            raise RuntimeError(f"{self.diverged}; this search's state is unusable: resume from its last checkpoint")
 
     #: Settings that may differ from the checkpoint's when resuming: they do not change the search.
     RESUMABLE_CHANGES = frozenset({"data_root", "download", "device", "epochs", "deterministic"})
@@ -308,31 +330,33 @@ class Search:
         cls,
         path: str | os.PathLike,
         data: DatasetBundle | None = None,
-        device: str | torch.device | None = None,
         config: SearchConfig | None = None,
-        **overrides: Any,
+        **changes: Any,
     ) -> Search:
-        """Rebuild a search from its checkpoint and continue it exactly.
+        """Rebuild a search from its checkpoint and continue it.
 
-        Settings may change only where :attr:`RESUMABLE_CHANGES` allows: given as ``overrides``,
-        or as a whole ``config`` compared with the checkpoint's. A larger ``epochs`` extends a
-        search; the cosine schedule then runs to the new end from where the search stands.
+        Settings may differ from the checkpoint's only where :attr:`RESUMABLE_CHANGES` allows,
+        given as keyword ``changes`` or as a whole ``config``; settings repeated with the same
+        value are fine. With only ``data_root``/``download`` changed the search continues exactly
+        as if uninterrupted; a new ``device`` or ``deterministic`` changes the kernels (and on a
+        GPU the batch order); a larger ``epochs`` extends the search, the cosine schedule then
+        running to the new end from where the search stands.
         """
         state = load_checkpoint(path)
         saved = state["config"]
-        if config is not None:
-            overrides = {**{k: v for k, v in config.model_dump().items() if v != saved.get(k)}, **overrides}
-        bad = sorted(set(overrides) - cls.RESUMABLE_CHANGES)
+        requested = {**(config.model_dump() if config is not None else {}), **changes}
+        new_config = SearchConfig(**{**saved, **requested})
+        new = new_config.model_dump()
+        bad = sorted(k for k in new if new[k] != saved.get(k) and k not in cls.RESUMABLE_CHANGES)
         if bad:
             raise UserInputError(
                 f"resume: {', '.join(bad)} cannot change when resuming (the checkpoint has "
                 f"{', '.join(f'{k}={saved.get(k)!r}' for k in bad)}); only {', '.join(sorted(cls.RESUMABLE_CHANGES))} can, "
                 "or start a new search"
             )
-        new_config = SearchConfig(**{**saved, **overrides})
         if new_config.epochs < state["epoch"]:
             raise UserInputError(f"epochs={new_config.epochs}: the search already ran {state['epoch']} epochs; use at least that")
-        search = cls(new_config, data=data, device=device)
+        search = cls(new_config, data=data)
         search.load_state_dict(state)
         return search
 

@@ -55,7 +55,7 @@ def _concat_shuffled(mixed: torch.Tensor, rest: torch.Tensor, k: int) -> torch.T
     channel ``j*k + g`` is channel ``j`` of group ``g`` (group 0 = ``mixed``, then ``rest`` in k-1 groups)."""
     n, part, h, w = mixed.shape
     groups = [mixed, *rest.reshape(n, k - 1, part, h, w).unbind(1)]
-    return torch.stack(groups, dim=2).view(n, part * k, h, w)
+    return torch.stack(groups, dim=2).flatten(1, 2)  # a view unless stack kept a channels-last layout
 
 
 class PartialChannelMixedOp(nn.Module):

@@ -77,7 +77,7 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(args, message, t
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--epochs", "many"], "--epochs: 'many' is not a int"),
+        (["--epochs", "many"], "--epochs: 'many' is not an integer"),
         (["--order", "third"], "argument --order: invalid choice: 'third'"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         ([], "the following arguments are required: --out"),
@@ -110,7 +110,8 @@ def test_cli_runs_writes_outputs_and_resumes(tmp_path, capsys):
         main(_cli("--out", str(out), "--epochs", "2"))
     with pytest.raises(UserInputError, match="k cannot change when resuming"):
         main(["--out", str(out), "--resume", "--k", "2"])
-    assert main(["--out", str(out), "--resume", "--epochs", "3", "--quiet"]) == 0
+    # The original command again, with --resume and a longer schedule.
+    assert main(_cli("--out", str(out), "--resume", "--epochs", "3", "--quiet")) == 0
     rows = (out / "metrics.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
     assert len(json.loads((out / "history.json").read_text())) == 3
@@ -121,7 +122,8 @@ def test_show_genotype_accepts_names_files_and_text_and_rejects_bad_ones(tmp_pat
 
     text = KNOWN_GENOTYPES["PC_DARTS_cifar"].to_text()
     (tmp_path / "g.json").write_text(KNOWN_GENOTYPES["PC_DARTS_cifar"].to_json())
-    for source in ("PC_DARTS_cifar", text, str(tmp_path / "g.json")):
+    (tmp_path / "Genotype_best.txt").write_text(text)
+    for source in ("PC_DARTS_cifar", text, str(tmp_path / "g.json"), str(tmp_path / "Genotype_best.txt")):
         proc = subprocess.run(
             [sys.executable, "-m", "pcdarts_core.show_genotype", source], capture_output=True, text=True, timeout=60
         )

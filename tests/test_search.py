@@ -11,6 +11,7 @@ from torch.func import functional_call
 
 from pcdarts_core import Genotype, Search, SearchDiverged, UserInputError, run_search
 from pcdarts_core.checkpoint import load_checkpoint
+from pcdarts_core.searcher import search_step
 
 
 def test_three_epoch_search_beats_chance_and_yields_a_valid_genotype(tiny_config, mini_data):
@@ -138,12 +139,15 @@ def test_second_order_gradient_matches_exact_autograd(tiny_config, mini_data):
     generator = torch.Generator().manual_seed(3)
     x, xv = (torch.randn(8, 1, 28, 28, generator=generator, dtype=torch.float64) for _ in range(2))
     y, yv = (torch.randint(0, 10, (8,), generator=generator) for _ in range(2))
-    lr, wd = 0.5, search.config.weight_decay
+    # One real weight step first, so the virtual step has a momentum buffer to use.
+    search_step(model, search.architect, search.weight_optimizer, x, y, None, 0.1, 5.0)
+    lr, wd, momentum = 0.5, search.config.weight_decay, search.config.momentum
     approx = search.architect._unrolled_grads(x, y, xv, yv, lr, search.weight_optimizer, fd_scale=1e-5)
 
     names, weights = zip(*model.named_weight_parameters())
+    buffers = [search.weight_optimizer.state[w]["momentum_buffer"] for w in weights]
     train_grads = torch.autograd.grad(F.cross_entropy(model(x), y), weights, create_graph=True)
-    unrolled = {n: w - lr * (g + wd * w) for n, w, g in zip(names, weights, train_grads)}
+    unrolled = {n: w - lr * (g + wd * w + momentum * b) for n, w, g, b in zip(names, weights, train_grads, buffers)}
     arch = {n: getattr(model, n) for n in model.ARCH_NAMES}
     loss = F.cross_entropy(functional_call(model, {**unrolled, **arch, **dict(model.named_buffers())}, (xv,)), yv)
     exact = torch.autograd.grad(loss, model.arch_parameters())
@@ -184,6 +188,8 @@ def test_divergence_stops_the_search_without_counting_the_epoch(tiny_config, min
     with pytest.raises(SearchDiverged, match="diverged in epoch 1: training loss is nan; try a lower lr"):
         next(search.epochs())
     assert search.epoch == 0 and search.history == []
+    with pytest.raises(RuntimeError, match="unusable: resume from its last checkpoint"):
+        search.save("never-written.pt")
 
 
 def test_deterministic_mode_is_switched_on_and_off():
