@@ -180,11 +180,12 @@ class Search:
 
     def epochs(self, on_step: StepCallback | None = None) -> Iterator[EpochRecord]:
         """Run the remaining epochs, yielding a record after each."""
-        self._check_not_diverged()
         while not self.done:
             yield self.run_epoch(on_step)
 
     def run_epoch(self, on_step: StepCallback | None = None) -> EpochRecord:
+        """Run one epoch: weight (and, after the warm-up, architecture) steps, then evaluation."""
+        self._check_not_diverged()
         cfg = self.config
         arch_frozen = self.epoch < cfg.warmup_epochs
         lr = cfg.lr * cosine_factor(self.epoch, cfg)
