@@ -223,4 +223,3 @@ def parse_genotype(text: str) -> Genotype:
     if stripped.startswith("{"):
         return Genotype.from_json(stripped)
     return Genotype.from_text(stripped)
-

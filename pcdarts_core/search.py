@@ -22,7 +22,8 @@ from .checkpoint import atomic_write_text
 from .cli import add_config_arguments, config_overrides, run_main
 from .config import SearchConfig
 from .errors import UserInputError
-from .searcher import EpochRecord, Search, SearchDiverged
+from .records import EpochRecord
+from .searcher import Search, SearchDiverged
 
 CHECKPOINT = "checkpoint.pt"
 

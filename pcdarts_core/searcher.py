@@ -66,7 +66,8 @@ def search_step(
     logits = model(x)
     loss = F.cross_entropy(logits, y)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.weight_parameters(), grad_clip)
+    # Clip what the optimiser steps (the weights), without re-filtering the model's parameters each step.
+    torch.nn.utils.clip_grad_norm_([p for group in weight_optimizer.param_groups for p in group["params"]], grad_clip)
     weight_optimizer.step()
     return loss.detach(), logits.detach()
 
@@ -140,6 +141,7 @@ class Search:
         self.epoch = 0
         self.history: list[EpochRecord] = []
         self.diverged: SearchDiverged | None = None
+        self._data_facts = _data_facts(data)  # hashed once: the data never changes during a search
         self._place_data()
 
     def _place_data(self) -> None:
@@ -276,22 +278,10 @@ class Search:
             "model": self.model.state_dict(),
             "weight_optimizer": self.weight_optimizer.state_dict(),
             "arch_optimizer": self.architect.optimizer.state_dict(),
-            "data": self._data_facts(),
+            "data": self._data_facts,
             "split": dict(self.split),
             "rng": capture_rng_state(self.device),
             "history": [r.to_dict() for r in self.history],
-        }
-
-    def _data_facts(self) -> dict[str, Any]:
-        """What identifies the training data: name, size, and a hash of the labels and of a sample of the images."""
-        train = self.data.train
-        digest = hashlib.sha1(train.labels.numpy().tobytes())
-        digest.update(train.images[:: max(1, len(train) // 256)].contiguous().numpy().tobytes())
-        return {
-            "name": self.data.name,
-            "train_images": len(train),
-            "num_classes": self.data.num_classes,
-            "fingerprint": digest.hexdigest(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -300,10 +290,10 @@ class Search:
                 f"checkpoint format {state.get('format')!r} is not supported by this version (expected "
                 f"{CHECKPOINT_FORMAT}): resume it with the version that wrote it, or start a new search"
             )
-        if state["data"] != self._data_facts():
+        if state["data"] != self._data_facts:
             raise UserInputError(
                 f"resume: the checkpoint was written for data {state['data']} but the data given is "
-                f"{self._data_facts()}; pass the same dataset the search started with"
+                f"{self._data_facts}; pass the same dataset the search started with"
             )
         self.model.load_state_dict(state["model"])
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
@@ -360,6 +350,19 @@ class Search:
         search = cls(new_config, data=data)
         search.load_state_dict(state)
         return search
+
+
+def _data_facts(data: DatasetBundle) -> dict[str, Any]:
+    """What identifies the training data: name, size, and a hash of the labels and of a sample of the images."""
+    train = data.train
+    digest = hashlib.sha1(train.labels.numpy().tobytes())
+    digest.update(train.images[:: max(1, len(train) // 256)].contiguous().numpy().tobytes())
+    return {
+        "name": data.name,
+        "train_images": len(train),
+        "num_classes": data.num_classes,
+        "fingerprint": digest.hexdigest(),
+    }
 
 
 def _cycle(make: Callable[[int], DeviceBatches]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
