@@ -303,3 +303,13 @@ def test_split_indices():
     assert not torch.equal(first, other[0])
     with pytest.raises(ValueError, match="portion"):
         split_indices(10, 1.5, seed=0)
+
+
+def test_one_channel_batches_have_standard_strides(mini_data):
+    # A permuted one-channel batch counts as contiguous but keeps channels-last strides; those sent
+    # a oneDNN weight-gradient kernel into a near-endless loop on an AVX2 CPU. Batches must be plain NCHW.
+    batches = DeviceBatches(
+        mini_data.train.images[:8], mini_data.train.labels[:8], batch_size=8, mean=mini_data.mean, std=mini_data.std, augment=True
+    )
+    x, _ = next(iter(batches))
+    assert x.stride() == (28 * 28, 28 * 28, 28, 1)

@@ -47,7 +47,10 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     cols = left[:, None] + torch.arange(w, device=x.device)  # N×W
     batch = torch.arange(n, device=x.device)[:, None, None]
     cropped = padded[batch, rows[:, :, None], cols[:, None, :]]  # N×H×W×C
-    return cropped.permute(0, 3, 1, 2).contiguous()
+    # Standard NCHW strides, also for one channel: there the permuted view already counts as
+    # contiguous, and its channels-last strides sent a oneDNN weight-gradient kernel on an AVX2
+    # CPU into a near-endless loop (seen on Fashion-MNIST with torch 2.14.1).
+    return cropped.permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
 
 
 def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
