@@ -1,8 +1,12 @@
-"""The typed configuration of one search, validated once when it is made.
+"""Typed settings, validated once when they are made.
 
-Defaults are the PC-DARTS CIFAR-10 protocol (Xu et al., 2020, and the authors'
-``train_search.py``). Invalid values raise :class:`~pcdarts_core.errors.ConfigError`
-naming the field and the fix; ``SearchConfig.from_dict`` also rejects unknown keys.
+``StrictConfig`` is the base of every settings object: frozen, unknown keys
+rejected, and every invalid value raised as one
+:class:`~pcdarts_core.errors.ConfigError` naming the field and the fix.
+``RunSettings`` holds what searches and retrainings share (data, seed, device);
+``SearchConfig`` adds the search, with the PC-DARTS CIFAR-10 protocol (Xu et al.,
+2020, and the authors' ``train_search.py``) as defaults. The retraining settings
+live in :mod:`pcdarts_core.train_config`.
 """
 
 from __future__ import annotations
@@ -10,25 +14,90 @@ from __future__ import annotations
 import re
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from typing_extensions import Self
 
 from .data import DATASETS
-from .errors import ConfigError
+from .errors import ConfigError, UserInputError
 from .supernet import check_supernet_shape
 
 
-class SearchConfig(BaseModel):
+class StrictConfig(BaseModel):
+    """A frozen, validated settings object: unknown keys and bad values raise one
+    :class:`~pcdarts_core.errors.ConfigError` naming the field and the fix."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
-    # data
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise _config_error(err, type(self)) from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> Self:
+        """A validated copy with some fields changed."""
+        return type(self)(**{**self.model_dump(), **changes})
+
+    @classmethod
+    def for_resume(cls, saved: dict[str, Any], requested: dict[str, Any], allowed: frozenset[str]) -> Self:
+        """The settings of a resumed run: ``saved`` (from its checkpoint) with ``requested`` applied.
+        Only the fields in ``allowed`` may differ; repeating a saved value is fine."""
+        config = cls(**{**saved, **requested})
+        new = config.model_dump()
+        bad = sorted(k for k in new if new[k] != saved.get(k) and k not in allowed)
+        if bad:
+            raise UserInputError(
+                f"resume: {', '.join(bad)} cannot change when resuming (the checkpoint has "
+                f"{', '.join(f'{k}={saved.get(k)!r}' for k in bad)}); only {', '.join(sorted(allowed))} can, "
+                "or start a new run"
+            )
+        return config
+
+
+class RunSettings(StrictConfig):
+    """Settings every run has, search or retraining: the data, the seed and the device."""
+
     dataset: str = Field("cifar10", description=f"one of {', '.join(DATASETS)}")
     data_root: Optional[str] = Field(None, description="dataset folder (default: the dataset's standard place)")
     download: bool = Field(True, description="download CIFAR when it is not under data_root")
     image_size: Optional[int] = Field(None, ge=1, description="imagefolder only: resize images to this size (default 32)")
-    train_portion: float = Field(0.5, gt=0, lt=1, description="share of the training set that trains the weights; the rest trains α/β")
     train_subset: Optional[int] = Field(
         None, ge=2, description="use only this many training images (a seeded sample, split like the full set); for quick runs"
     )
+    seed: int = Field(0, ge=0)
+    deterministic: bool = Field(False, description="deterministic kernels (slower on a GPU)")
+    device: str = Field("auto", description="'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            raise ConfigError("device", value, "use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return value
+
+    @field_validator("dataset")
+    @classmethod
+    def _check_dataset(cls, value: str) -> str:
+        if value not in DATASETS:
+            raise ConfigError("dataset", value, f"unknown dataset; use one of {', '.join(DATASETS)}")
+        return value
+
+
+class SearchConfig(RunSettings):
+    """One PC-DARTS search (defaults: the paper's CIFAR-10 protocol)."""
+
+    train_portion: float = Field(0.5, gt=0, lt=1, description="share of the training set that trains the weights; the rest trains α/β")
     # supernet
     init_channels: int = Field(16, ge=1, description="C, the channels of the first cell")
     layers: int = Field(8, ge=1, description="number of cells")
@@ -55,22 +124,9 @@ class SearchConfig(BaseModel):
     arch_weight_decay: float = Field(1e-3, ge=0)
     order: Literal["first", "second"] = Field("first", description="architecture gradient: first order or unrolled second order")
     cutout: int = Field(0, ge=0, description="cutout length on training batches (0 = off)")
-    # run
-    seed: int = Field(0, ge=0)
-    deterministic: bool = Field(False, description="deterministic kernels (slower on a GPU)")
-    device: str = Field("auto", description="'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'")
-
-    @field_validator("device")
-    @classmethod
-    def _check_device(cls, value: str) -> str:
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
-            raise ConfigError("device", value, "use 'auto', 'cpu', 'cuda' or 'cuda:N'")
-        return value
 
     @model_validator(mode="after")
     def _check(self) -> SearchConfig:
-        if self.dataset not in DATASETS:
-            raise ConfigError("dataset", self.dataset, f"unknown dataset; use one of {', '.join(DATASETS)}")
         if self.warmup_epochs >= self.epochs:
             raise ConfigError(
                 "warmup_epochs",
@@ -84,29 +140,15 @@ class SearchConfig(BaseModel):
         )
         return self
 
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as err:
-            raise _config_error(err) from None
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
-        return cls(**data)
-
-    def replace(self, **changes: Any) -> SearchConfig:
-        """A validated copy with some fields changed."""
-        return SearchConfig(**{**self.model_dump(), **changes})
-
-
-def _config_error(err: ValidationError) -> ConfigError:
+def _config_error(err: ValidationError, model: type[BaseModel]) -> ConfigError:
     """The first problem of a pydantic error as a one-line ConfigError naming the field."""
     first = err.errors()[0]
     own = first.get("ctx", {}).get("error")
     if isinstance(own, ConfigError):  # raised by our own checks, already names field and fix
         return own
-    field = ".".join(str(p) for p in first["loc"]) or "search"
+    field = ".".join(str(p) for p in first["loc"]) or model.__name__
     if first["type"] == "extra_forbidden":
-        allowed = ", ".join(SearchConfig.model_fields)
+        allowed = ", ".join(model.model_fields)
         return ConfigError(field, first["input"], f"unknown setting; known settings: {allowed}")
     return ConfigError(field, first["input"], first["msg"])

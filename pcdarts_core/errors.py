@@ -1,4 +1,4 @@
-"""User-facing errors: bad configuration, bad data, bad genotypes.
+"""User-facing errors: bad configuration, bad data, bad genotypes; and a run that diverged.
 
 Each carries a one-line message that names the offending field or value and
 says how to fix it. The command-line entry points turn them into exit code 2.
@@ -30,3 +30,19 @@ class DataError(UserInputError):
 
 class GenotypeError(UserInputError):
     """A genotype (text, JSON or object) is malformed or invalid."""
+
+
+class Diverged(RuntimeError):
+    """A run's training loss became NaN or infinite; its in-memory state is unusable.
+
+    Not a :class:`UserInputError`: the input was valid, the optimisation failed. The run's last
+    checkpoint (written after the last good epoch) is intact.
+    """
+
+    def __init__(self, kind: str, epoch: int, loss: float) -> None:
+        self.kind = kind
+        self.epoch = epoch
+        self.loss = loss
+        super().__init__(
+            f"{kind} diverged in epoch {epoch}: training loss is {loss}; try a lower lr or grad_clip, or another seed"
+        )

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import ast
 import json
+import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .errors import GenotypeError
 from .operations import PRIMITIVES
+
+#: The operations a genotype may use: every primitive except ``none``.
+GENOTYPE_OPS: tuple[str, ...] = tuple(p for p in PRIMITIVES if p != "none")
 
 Edge = tuple[str, int]
 
@@ -53,6 +57,14 @@ class Genotype:
     def steps(self) -> int:
         return len(self.normal) // 2
 
+    def nodes(self, cell: str) -> list[tuple[Edge, Edge]]:
+        """The edges of cell ``"normal"`` or ``"reduce"`` grouped by node: node ``i`` gets
+        edges ``2i`` and ``2i + 1``."""
+        if cell not in ("normal", "reduce"):
+            raise ValueError(f"cell must be 'normal' or 'reduce', got {cell!r}")
+        edges = getattr(self, cell)
+        return [(edges[2 * i], edges[2 * i + 1]) for i in range(len(edges) // 2)]
+
     def validate(self) -> None:
         """Raise GenotypeError unless both cells are well formed."""
         for cell in ("normal", "reduce"):
@@ -62,7 +74,7 @@ class Genotype:
                     f"genotype.{cell}: needs two (op, input) edges per node, got {len(edges)} edges"
                 )
             for i, (op, idx) in enumerate(edges):
-                allowed = ", ".join(p for p in PRIMITIVES if p != "none")
+                allowed = ", ".join(GENOTYPE_OPS)
                 if op == "none":
                     raise GenotypeError(f"genotype.{cell}[{i}]: 'none' is not allowed in a genotype (it drops the edge); use one of {allowed}")
                 if op not in PRIMITIVES:
@@ -223,3 +235,28 @@ def parse_genotype(text: str) -> Genotype:
     if stripped.startswith("{"):
         return Genotype.from_json(stripped)
     return Genotype.from_text(stripped)
+
+
+def random_genotype(rng: random.Random | int, steps: int = 4) -> Genotype:
+    """A uniformly random valid genotype: in each cell, each node reads two distinct inputs
+    (uniform among the cell inputs and earlier nodes) through operations drawn uniformly from
+    :data:`GENOTYPE_OPS`; every node is concatenated into the output. This is the random-
+    architecture baseline of the search space, to be trained with the same protocol.
+
+    ``rng`` is a :class:`random.Random` (advanced by the draw) or an integer seed.
+    """
+    if isinstance(rng, bool) or not isinstance(rng, (random.Random, int)):
+        raise TypeError(f"rng must be a random.Random or an int seed, got {type(rng).__name__}")
+    if isinstance(rng, int):
+        rng = random.Random(rng)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    cells = {}
+    for cell in ("normal", "reduce"):
+        edges: list[Edge] = []
+        for node in range(steps):
+            for source in sorted(rng.sample(range(node + 2), 2)):
+                edges.append((rng.choice(GENOTYPE_OPS), source))
+        cells[cell] = edges
+    concat = list(range(2, steps + 2))
+    return Genotype(cells["normal"], concat, cells["reduce"], concat)

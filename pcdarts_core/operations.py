@@ -140,3 +140,15 @@ def build_op(name: str, channels: int, stride: int, affine: bool) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown operation {name!r}: use one of {', '.join(PRIMITIVES)}") from None
     return builder(channels, stride, affine)
+
+
+def cell_preprocessing(
+    c_prev_prev: int, c_prev: int, channels: int, reduction_prev: bool, affine: bool
+) -> tuple[nn.Module, nn.Module]:
+    """The layers that bring a cell's two inputs to ``channels`` channels: the older input is
+    halved in size by a factorized reduce when the previous cell was a reduction cell."""
+    if reduction_prev:
+        first: nn.Module = FactorizedReduce(c_prev_prev, channels, affine=affine)
+    else:
+        first = ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=affine)
+    return first, ReLUConvBN(c_prev, channels, 1, 1, 0, affine=affine)

@@ -1,10 +1,12 @@
-"""What one search epoch produces, as a plain value that serialises to JSON."""
+"""What one epoch of a search or a retraining produces, as plain values that serialise to JSON and CSV."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from .genotype import Genotype
 
@@ -62,3 +64,68 @@ class EpochRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EpochRecord:
         return cls(**{**data, "genotype": Genotype.from_dict(data["genotype"])})
+
+
+@dataclass(frozen=True)
+class TrainRecord:
+    """One retraining epoch. ``epoch`` counts from 1.
+
+    ``lr`` and ``drop_path_prob`` are the values the epoch trained with. ``train_loss`` is the
+    objective averaged over the epoch's steps (augmented images; the main head's cross entropy,
+    label-smoothed if configured, plus the weighted auxiliary loss), ``train_acc`` the main head's
+    accuracy on those batches; ``test_*`` are measured after the epoch on the test set, unaugmented, in eval
+    mode; ``valid_*`` likewise on the held-out validation split, ``None`` without one.
+    ``images_per_s`` and ``peak_memory_bytes`` are as in :class:`EpochRecord`.
+    """
+
+    epoch: int
+    lr: float
+    drop_path_prob: float
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    valid_loss: Optional[float]
+    valid_acc: Optional[float]
+    epoch_time_s: float
+    images_per_s: float
+    peak_memory_bytes: int
+
+    SCALARS = (
+        "epoch",
+        "lr",
+        "drop_path_prob",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "valid_loss",
+        "valid_acc",
+        "epoch_time_s",
+        "images_per_s",
+        "peak_memory_bytes",
+    )
+
+    def scalars(self) -> dict[str, float | int | None]:
+        return {name: getattr(self, name) for name in self.SCALARS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainRecord:
+        return cls(**data)
+
+
+def records_csv(records: Sequence[EpochRecord | TrainRecord], record_type: type[EpochRecord] | type[TrainRecord]) -> str:
+    """One CSV row per record: the scalar fields (and, for search records, the genotype's text form)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    with_genotype = record_type is EpochRecord
+    writer.writerow([*record_type.SCALARS, *(["genotype"] if with_genotype else [])])
+    for record in records:
+        row = ["" if v is None else v for v in record.scalars().values()]
+        if with_genotype:
+            row.append(record.genotype.to_text())  # type: ignore[union-attr]
+        writer.writerow(row)
+    return buffer.getvalue()

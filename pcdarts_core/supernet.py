@@ -17,7 +17,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .genotype import Edge, Genotype
-from .operations import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_op
+from .operations import PRIMITIVES, build_op, cell_preprocessing
 
 ChannelSelection = Literal["first", "random"]
 _NONE = PRIMITIVES.index("none")
@@ -128,11 +128,7 @@ class SearchCell(nn.Module):
         self.reduction = reduction
         self.steps = steps
         self.multiplier = multiplier
-        if reduction_prev:
-            self.preprocess0: nn.Module = FactorizedReduce(c_prev_prev, channels, affine=False)
-        else:
-            self.preprocess0 = ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=False)
-        self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=False)
+        self.preprocess0, self.preprocess1 = cell_preprocessing(c_prev_prev, c_prev, channels, reduction_prev, affine=False)
         self.edges = nn.ModuleList(
             PartialChannelMixedOp(channels, 2 if reduction and source < 2 else 1, k, selection)
             for node in range(steps)

@@ -1,0 +1,251 @@
+"""What a search and a retraining share: an epoch-by-epoch run with exact resume.
+
+``EpochRunner`` holds the parts every run has (the checked device, the dataset and
+the parts of it on the device, seeded batches, the epoch counter, the history of
+records, divergence, and the checkpoint) so that :class:`~pcdarts_core.searcher.Search`
+and :class:`~pcdarts_core.trainer.Training` only add their own model, optimisers
+and epoch. A checkpoint holds everything a run depends on (model, optimisers, data
+split, RNG states, history), so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from typing import Any, Callable, ClassVar, Generic, Iterator, TypeVar
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunSettings
+from .data import DatasetBundle, DeviceBatches, load_dataset, split_indices
+from .devices import resolve_device
+from .errors import Diverged, UserInputError
+from .seeding import capture_rng_state, derived_seed, restore_rng_state, seed_everything
+
+ConfigT = TypeVar("ConfigT", bound=RunSettings)
+RecordT = TypeVar("RecordT")
+StepCallback = Callable[[int, int], None]
+Part = tuple[torch.Tensor, torch.Tensor]
+
+
+class Totals:
+    """Loss and accuracy summed over an epoch on the device: no host synchronisation until read."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.seen = 0
+
+    def add(self, mean_loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add one batch: its mean loss, its logits and its labels."""
+        self.loss += mean_loss.detach() * labels.shape[0]
+        self.correct += (logits.detach().argmax(dim=1) == labels).sum()
+        self.seen += labels.shape[0]
+
+    def means(self) -> tuple[float, float]:
+        """(mean loss, accuracy) over everything added."""
+        return (self.loss / self.seen).item(), (self.correct.float() / self.seen).item()
+
+
+class EpochRunner(Generic[ConfigT, RecordT]):
+    """Base of one run (search or retraining). Subclasses set the class attributes and implement
+    :meth:`run_epoch`, :meth:`_model_state` and :meth:`_load_model_state`."""
+
+    #: "search" or "training": names the run in messages and in its checkpoint.
+    KIND: ClassVar[str]
+    CONFIG: ClassVar[type[RunSettings]]
+    #: The record class, rebuilt from the checkpoint's history with ``from_dict``.
+    RECORD: ClassVar[Any]
+    #: Settings that may differ from the checkpoint's when resuming: they do not change the run.
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"data_root", "download", "device", "epochs", "deterministic"})
+    CHECKPOINT_FORMAT: ClassVar[int] = 1
+
+    def __init__(self, config: ConfigT, data: DatasetBundle | None) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        if data is None:
+            data = load_dataset(config.dataset, config.data_root, download=config.download, image_size=config.image_size)
+        self.data = data
+        seed_everything(config.seed, config.deterministic)
+        self.epoch = 0
+        self.history: list[RecordT] = []
+        self.diverged: Diverged | None = None
+        self.split: dict[str, torch.Tensor] = {}
+        self._parts: dict[str, Part] = {}
+        self._data_facts = data_facts(data)  # hashed once: the data never changes during a run
+
+    # --- data -----------------------------------------------------------------------
+    def _place_training_split(self, split: dict[str, torch.Tensor]) -> None:
+        """Hold the given index sets of the training images on the device, as named parts."""
+        self.split = dict(split)
+        images, labels = self.data.train.images, self.data.train.labels
+        for name, idx in self.split.items():
+            self._parts[name] = (images[idx].to(self.device), labels[idx].to(self.device))
+
+    def _batches(self, part: str, *, augment: bool, shuffle: bool, stream: int, pass_: int = 0) -> DeviceBatches:
+        """One pass over a part; order and augmentation drawn from a seed fixed by (seed, epoch, stream, pass)."""
+        images, labels = self._parts[part]
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(derived_seed(self.config.seed, self.epoch, stream, pass_))
+        return DeviceBatches(
+            images,
+            labels,
+            batch_size=self.config.batch_size,
+            mean=self.data.mean,
+            std=self.data.std,
+            augment=augment,
+            cutout=self.config.cutout if augment else 0,  # type: ignore[attr-defined]
+            shuffle=shuffle,
+            generator=generator,
+        )
+
+    @torch.no_grad()
+    def _evaluate(self, part: str, logits_of: Callable[[torch.Tensor], torch.Tensor], stream: int) -> tuple[float, float]:
+        """Loss and accuracy of ``logits_of`` on a part, unaugmented, in the given order (no shuffle).
+        Sums stay on the device until the end: one host synchronisation per evaluation."""
+        totals = Totals(self.device)
+        for x, y in self._batches(part, augment=False, shuffle=False, stream=stream):
+            logits = logits_of(x).float()
+            totals.add(F.cross_entropy(logits, y), logits, y)
+        return totals.means()
+
+    # --- running --------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.config.epochs  # type: ignore[attr-defined]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self._batches("train", augment=False, shuffle=False, stream=0))
+
+    def epochs(self, on_step: StepCallback | None = None) -> Iterator[RecordT]:
+        """Run the remaining epochs, yielding a record after each."""
+        while not self.done:
+            yield self.run_epoch(on_step)
+
+    def run_epoch(self, on_step: StepCallback | None = None) -> RecordT:
+        raise NotImplementedError
+
+    def _fail_if_diverged(self, train_loss: float) -> None:
+        """After an epoch's training: a non-finite loss makes this run unusable (no save, no more epochs)."""
+        if not math.isfinite(train_loss):
+            self.diverged = self._diverged_error(self.epoch + 1, train_loss)
+            raise self.diverged
+
+    def _diverged_error(self, epoch: int, loss: float) -> Diverged:
+        return Diverged(self.KIND, epoch, loss)
+
+    def _check_not_diverged(self) -> None:
+        if self.diverged is not None:
+            raise RuntimeError(f"{self.diverged}; this {self.KIND}'s state is unusable: resume from its last checkpoint")
+
+    # --- state ----------------------------------------------------------------------
+    def _model_state(self) -> dict[str, Any]:
+        """The subclass's own state: model and optimisers (and anything else it needs)."""
+        raise NotImplementedError
+
+    def _load_model_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.CHECKPOINT_FORMAT,
+            "kind": self.KIND,
+            "config": self.config.model_dump(),
+            "epoch": self.epoch,
+            "data": self._data_facts,
+            "split": dict(self.split),
+            "rng": capture_rng_state(self.device),
+            "history": [r.to_dict() for r in self.history],  # type: ignore[attr-defined]
+            **self._model_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _check_checkpoint(state, self.KIND, self.CHECKPOINT_FORMAT)
+        if state["data"] != self._data_facts:
+            raise UserInputError(
+                f"resume: the checkpoint was written for data {state['data']} but the data given is "
+                f"{self._data_facts}; pass the same dataset the {self.KIND} started with"
+            )
+        self._load_model_state(state)
+        self._place_training_split({name: idx.cpu() for name, idx in state["split"].items()})
+        self.epoch = int(state["epoch"])
+        self.history = [self.RECORD.from_dict(r) for r in state["history"]]
+        restore_rng_state(state["rng"], self.device)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the complete state to ``path`` atomically."""
+        self._check_not_diverged()
+        save_checkpoint(self.state_dict(), path)
+
+    @classmethod
+    def _from_checkpoint(cls, config: Any, state: dict[str, Any], data: DatasetBundle | None) -> EpochRunner:
+        """A fresh run with the checkpoint's settings, before its state is loaded."""
+        return cls(config, data=data)  # type: ignore[call-arg]
+
+    @classmethod
+    def resume(
+        cls,
+        path: str | os.PathLike,
+        data: DatasetBundle | None = None,
+        config: RunSettings | None = None,
+        **changes: Any,
+    ) -> Any:
+        """Rebuild a run from its checkpoint, to continue it.
+
+        Settings may differ from the checkpoint's only where :attr:`RESUMABLE_CHANGES` allows,
+        given as keyword ``changes`` or as a whole ``config``; settings repeated with the same
+        value are fine. With only ``data_root``/``download`` changed the run continues exactly
+        as if uninterrupted; a new ``device`` or ``deterministic`` changes the kernels (and on a
+        GPU the batch order); a larger ``epochs`` extends the run, its schedules then running
+        to the new end from where the run stands.
+        """
+        state = load_checkpoint(path)
+        _check_checkpoint(state, cls.KIND, cls.CHECKPOINT_FORMAT)
+        requested = {**(config.model_dump() if config is not None else {}), **changes}
+        new_config = cls.CONFIG.for_resume(state["config"], requested, cls.RESUMABLE_CHANGES)
+        if new_config.epochs < state["epoch"]:  # type: ignore[attr-defined]
+            raise UserInputError(
+                f"epochs={new_config.epochs}: the {cls.KIND} already ran {state['epoch']} epochs; use at least that"  # type: ignore[attr-defined]
+            )
+        run = cls._from_checkpoint(new_config, state, data)
+        run.load_state_dict(state)
+        return run
+
+
+def _check_checkpoint(state: dict[str, Any], kind: str, expected_format: int) -> None:
+    if state.get("kind", "search") != kind:
+        raise UserInputError(
+            f"checkpoint: written by a {state.get('kind')}, not a {kind}; resume it with the matching command"
+        )
+    if state.get("format") != expected_format:
+        raise UserInputError(
+            f"checkpoint format {state.get('format')!r} is not supported by this version (expected "
+            f"{expected_format}): resume it with the version that wrote it, or start a new {kind}"
+        )
+
+
+def data_facts(data: DatasetBundle) -> dict[str, Any]:
+    """What identifies the training data: name, size, and a hash of the labels and of a sample of the images."""
+    train = data.train
+    digest = hashlib.sha1(train.labels.numpy().tobytes())
+    digest.update(train.images[:: max(1, len(train) // 256)].contiguous().numpy().tobytes())
+    return {
+        "name": data.name,
+        "train_images": len(train),
+        "num_classes": data.num_classes,
+        "fingerprint": digest.hexdigest(),
+    }
+
+
+def split_training_set(n: int, portion: float, seed: int, subset: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``n`` training images, in a seeded random order, into a first part of share ``portion``
+    and the rest. With ``subset``, only that many images are used, split in the same proportion."""
+    first, rest = split_indices(n, portion, seed)
+    if subset is not None and subset < n:
+        keep = round(subset * portion)
+        first, rest = first[:keep], rest[: subset - keep]
+    return first, rest
