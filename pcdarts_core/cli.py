@@ -139,7 +139,8 @@ def run_epochs(
                 bar.write(describe(record))
     except Diverged as err:
         bar.close()
-        print(f"error: {err}; the last good epoch is saved in {out / CHECKPOINT}", file=sys.stderr)
+        saved = f"the last good epoch ({run.epoch}) is saved in {out / CHECKPOINT}" if run.epoch else "no epoch finished, nothing was saved"
+        print(f"error: {err}; {saved}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         bar.close()

@@ -39,10 +39,8 @@ class Diverged(RuntimeError):
     checkpoint (written after the last good epoch) is intact.
     """
 
-    def __init__(self, kind: str, epoch: int, loss: float) -> None:
+    def __init__(self, kind: str, epoch: int, loss: float, what: str = "training loss") -> None:
         self.kind = kind
         self.epoch = epoch
         self.loss = loss
-        super().__init__(
-            f"{kind} diverged in epoch {epoch}: training loss is {loss}; try a lower lr or grad_clip, or another seed"
-        )
+        super().__init__(f"{kind} diverged in epoch {epoch}: {what} is {loss}; try a lower lr or grad_clip, or another seed")

@@ -93,9 +93,10 @@ class Genotype:
         for concat in ("normal_concat", "reduce_concat"):
             values = getattr(self, concat)
             states = self.steps + 2
-            if not values or any(not 0 <= v < states for v in values) or len(set(values)) != len(values):
+            # Only intermediate nodes: a reduction cell's inputs are still at the larger resolution.
+            if not values or any(not 2 <= v < states for v in values) or len(set(values)) != len(values):
                 raise GenotypeError(
-                    f"genotype.{concat}={list(values)}: needs distinct node indices in 0..{states - 1}, "
+                    f"genotype.{concat}={list(values)}: needs distinct intermediate node indices in 2..{states - 1}, "
                     f"e.g. range(2, {states})"
                 )
 

@@ -59,6 +59,8 @@ class EpochRunner(Generic[ConfigT, RecordT]):
     CONFIG: ClassVar[type[RunSettings]]
     #: The record class, rebuilt from the checkpoint's history with ``from_dict``.
     RECORD: ClassVar[Any]
+    #: The error raised when the run diverges: ``DIVERGED(epoch, loss, what)``.
+    DIVERGED: ClassVar[Callable[..., Diverged]]
     #: Settings that may differ from the checkpoint's when resuming: they do not change the run.
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"data_root", "download", "device", "epochs", "deterministic"})
     CHECKPOINT_FORMAT: ClassVar[int] = 1
@@ -129,14 +131,13 @@ class EpochRunner(Generic[ConfigT, RecordT]):
     def run_epoch(self, on_step: StepCallback | None = None) -> RecordT:
         raise NotImplementedError
 
-    def _fail_if_diverged(self, train_loss: float) -> None:
-        """After an epoch's training: a non-finite loss makes this run unusable (no save, no more epochs)."""
-        if not math.isfinite(train_loss):
-            self.diverged = self._diverged_error(self.epoch + 1, train_loss)
-            raise self.diverged
-
-    def _diverged_error(self, epoch: int, loss: float) -> Diverged:
-        return Diverged(self.KIND, epoch, loss)
+    def _fail_if_diverged(self, **losses: float | None) -> None:
+        """After an epoch's training and evaluation: a non-finite loss makes this run unusable (no save,
+        no more epochs). The evaluation losses catch weights that the epoch's last step made non-finite."""
+        for what, loss in losses.items():
+            if loss is not None and not math.isfinite(loss):
+                self.diverged = self.DIVERGED(self.epoch + 1, loss, what.replace("_", " "))
+                raise self.diverged
 
     def _check_not_diverged(self) -> None:
         if self.diverged is not None:

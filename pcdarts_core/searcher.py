@@ -35,8 +35,8 @@ __all__ = ["Search", "SearchDiverged", "SearchResult", "cosine_factor", "resolve
 class SearchDiverged(Diverged):
     """The search's training loss became NaN or infinite."""
 
-    def __init__(self, epoch: int, loss: float) -> None:
-        super().__init__("search", epoch, loss)
+    def __init__(self, epoch: int, loss: float, what: str = "training loss") -> None:
+        super().__init__("search", epoch, loss, what)
 
 
 EpochCallback = Callable[[EpochRecord, "Search"], None]
@@ -77,6 +77,7 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
     KIND = "search"
     CONFIG = SearchConfig
     RECORD = EpochRecord
+    DIVERGED = SearchDiverged
 
     def __init__(
         self,
@@ -135,7 +136,7 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         valid_loss, valid_acc = self._evaluate("valid", self.model, stream=2)
         epoch_time = time.perf_counter() - start
         # The weights are no longer those of the last good epoch: this object may not save or go on.
-        self._fail_if_diverged(train_loss)
+        self._fail_if_diverged(training_loss=train_loss, validation_loss=valid_loss)
         self.epoch += 1
         weights = {name: w.cpu().tolist() for name, w in self.model.arch_weights().items()}
         record = EpochRecord(
@@ -174,9 +175,6 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
             if on_step is not None:
                 on_step(step, len(train))
         return (*totals.means(), totals.seen)
-
-    def _diverged_error(self, epoch: int, loss: float) -> Diverged:
-        return SearchDiverged(epoch, loss)
 
     # --- state ------------------------------------------------------------------
     def _model_state(self) -> dict[str, Any]:

@@ -22,8 +22,8 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     # they warn instead of failing, so deterministic mode is as deterministic as PyTorch allows.
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.deterministic = deterministic
-    if deterministic:
-        torch.backends.cudnn.benchmark = False
+    # Set either way, so one run's choice never leaks into the next run in the same process.
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def derived_seed(seed: int, *parts: int) -> int:

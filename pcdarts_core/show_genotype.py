@@ -30,9 +30,8 @@ def main(argv: list[str] | None = None) -> int:
             edges = getattr(genotype, cell)
             free = sum(op in PARAMETER_FREE for op, _ in edges)
             print(f"{cell}: {len(edges)} edges, {free} parameter-free")
-            for node in range(genotype.steps):
-                inputs = ", ".join(f"{op}({src})" for op, src in edges[2 * node : 2 * node + 2])
-                print(f"  node {node + 2} <- {inputs}")
+            for node, pair in enumerate(genotype.nodes(cell), start=2):
+                print(f"  node {node} <- {', '.join(f'{op}({src})' for op, src in pair)}")
     return 0
 
 

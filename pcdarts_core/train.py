@@ -56,9 +56,9 @@ def _resume(args: argparse.Namespace, checkpoint: Path, overrides: dict) -> Trai
     if args.protocol is not None:
         raise UserInputError("--protocol: a resumed retraining keeps the settings of its checkpoint; leave --protocol out")
     training = Training.resume(checkpoint, **overrides)
-    if args.genotype is not None and load_genotype(args.genotype) != training.genotype:
+    if args.genotype is not None and load_genotype(args.genotype) != training.genotype():
         raise UserInputError(
-            f"--genotype: {checkpoint} retrains {training.genotype.to_text()}; leave --genotype out or use another --out"
+            f"--genotype: {checkpoint} retrains {training.genotype().to_text()}; leave --genotype out or use another --out"
         )
     return training
 
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "config.json", training.config.model_dump_json(indent=2) + "\n")
-    atomic_write_text(args.out / "genotype.json", json.dumps(training.genotype.to_dict(), indent=2) + "\n")
-    atomic_write_text(args.out / "genotype.txt", training.genotype.to_text() + "\n")
+    atomic_write_text(args.out / "genotype.json", json.dumps(training.genotype().to_dict(), indent=2) + "\n")
+    atomic_write_text(args.out / "genotype.txt", training.genotype().to_text() + "\n")
     cfg, split = training.config, training.split
     valid = f" / {len(split['valid'])} valid" if "valid" in split else ""
     code = run_epochs(

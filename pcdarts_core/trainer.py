@@ -2,7 +2,8 @@
 
 ``Training`` owns the complete state of one retraining (network, optimiser, the data
 split, the epoch counter, the RNG states) and saves it to and restores it from one
-checkpoint file, so a resumed retraining continues exactly where it stopped.
+checkpoint file, so a resumed retraining continues where it stopped: exactly (bit for bit)
+on the CPU, and on a GPU with ``deterministic=True``.
 ``Training.epochs()`` runs the remaining epochs and yields a :class:`TrainRecord`
 after each; ``run_training`` is the one-call form with the same callback hook as
 ``run_search``.
@@ -25,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from .cost import NetworkCost, network_cost
-from .data import DatasetBundle
+from .data import DatasetBundle, DeviceBatches
 from .devices import peak_memory_bytes, reset_peak_memory
-from .errors import DataError, Diverged, UserInputError
+from .errors import ConfigError, DataError, Diverged, UserInputError
 from .genotype import Genotype
 from .network import NetworkCIFAR, NetworkImageNet
 from .records import TrainRecord
@@ -41,8 +42,8 @@ __all__ = ["Training", "TrainingDiverged", "TrainResult", "build_network", "run_
 class TrainingDiverged(Diverged):
     """The retraining's loss became NaN or infinite."""
 
-    def __init__(self, epoch: int, loss: float) -> None:
-        super().__init__("training", epoch, loss)
+    def __init__(self, epoch: int, loss: float, what: str = "training loss") -> None:
+        super().__init__("training", epoch, loss, what)
 
 
 EpochCallback = Callable[[TrainRecord, "Training"], None]
@@ -86,6 +87,7 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
     KIND = "training"
     CONFIG = TrainConfig
     RECORD = TrainRecord
+    DIVERGED = TrainingDiverged
     #: A new precision or memory format changes the kernels, like a new device, not the run.
     RESUMABLE_CHANGES = EpochRunner.RESUMABLE_CHANGES | {"precision", "channels_last"}
 
@@ -96,15 +98,21 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
         data = self.data
         if data.test is None:
             raise DataError(
-                f"{data.name}: has no test split, which retraining reports: add a val/ or test/ folder next to train/"
+                f"{data.name}: has no test split, which retraining reports: for imagefolder give a root with "
+                "train/ and val/ (or test/) class folders"
             )
-        self.genotype = genotype
+        self._genotype = genotype
         on_gpu = self.device.type == "cuda"
         self.bf16 = config.precision == "bf16" or (config.precision == "auto" and on_gpu)
         self.channels_last = config.channels_last if config.channels_last is not None else on_gpu
+        if self.channels_last and not on_gpu and data.in_channels == 1:
+            raise ConfigError(
+                "channels_last",
+                True,
+                "on the CPU, one-channel images in channels-last layout send a oneDNN gradient kernel into a "
+                "near-endless loop; leave channels_last unset (it is on by default on a GPU only)",
+            )
         self._memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        if on_gpu and not config.deterministic:
-            torch.backends.cudnn.benchmark = True
         model = build_network(config, genotype, data.num_classes, data.in_channels)
         self.cost: NetworkCost = network_cost(model, (data.in_channels, data.image_size, data.image_size))
         self.model = model.to(self.device, memory_format=self._memory_format)
@@ -121,6 +129,10 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
         self._parts["test"] = (data.test.images.to(self.device), data.test.labels.to(self.device))
 
     # --- running --------------------------------------------------------------------
+    def genotype(self) -> Genotype:
+        """The genotype being retrained (a method, as :meth:`Search.genotype`)."""
+        return self._genotype
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         if not self.bf16:
             return contextlib.nullcontext()
@@ -152,13 +164,14 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
         start = time.perf_counter()
         train_loss, train_acc, seen = self._train_epoch(on_step)
         train_time = time.perf_counter() - start
-        self._fail_if_diverged(train_loss)
         self.model.eval()
         test_loss, test_acc = self._evaluate("test", self._logits, stream=2)
         valid_loss: Optional[float] = None
         valid_acc: Optional[float] = None
         if "valid" in self._parts:
             valid_loss, valid_acc = self._evaluate("valid", self._logits, stream=3)
+        # The weights are no longer those of the last good epoch: this object may not save or go on.
+        self._fail_if_diverged(training_loss=train_loss, test_loss=test_loss, validation_loss=valid_loss)
         self.epoch += 1
         record = TrainRecord(
             epoch=self.epoch,
@@ -180,7 +193,7 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
     def _train_epoch(self, on_step: StepCallback | None) -> tuple[float, float, int]:
         cfg = self.config
         self.model.train()
-        batches = self._batches("train", augment=True, shuffle=True, stream=0)
+        batches = self._train_batches()
         totals = Totals(self.device)
         for step, (x, y) in enumerate(batches, start=1):
             loss, logits = train_step(
@@ -198,17 +211,26 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
                 on_step(step, len(batches))
         return (*totals.means(), totals.seen)
 
-    def _diverged_error(self, epoch: int, loss: float) -> Diverged:
-        return TrainingDiverged(epoch, loss)
+    def _train_batches(self) -> DeviceBatches:
+        """One shuffled, augmented pass over the training split. A last batch of a single image is
+        dropped: batch norm cannot normalise the 1x1 maps of the auxiliary head (or of the last
+        cells on small images) over one sample."""
+        batches = self._batches("train", augment=True, shuffle=True, stream=0)
+        batches.drop_last = len(self.split["train"]) % self.config.batch_size == 1
+        return batches
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self._train_batches())
 
     def result(self) -> TrainResult:
         """What the retraining reports so far: the last epoch's accuracies, the cost, the history."""
-        return TrainResult(genotype=self.genotype, config=self.config, cost=self.cost, history=list(self.history))
+        return TrainResult(genotype=self._genotype, config=self.config, cost=self.cost, history=list(self.history))
 
     # --- state ----------------------------------------------------------------------
     def _model_state(self) -> dict[str, Any]:
         return {
-            "genotype": self.genotype.to_dict(),
+            "genotype": self._genotype.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         }
@@ -252,7 +274,9 @@ class TrainResult:
             "genotype": self.genotype.to_dict(),
             "genotype_text": self.genotype.to_text(),
             "epochs": final.epoch,
-            "reported": "final epoch (the test set never selects an epoch)",
+            "epochs_planned": self.config.epochs,
+            "finished": final.epoch >= self.config.epochs,
+            "reported": "last epoch run (the test set never selects an epoch); final once finished is true",
             "test_acc": final.test_acc,
             "test_loss": final.test_loss,
             "valid_acc": final.valid_acc,
@@ -280,9 +304,9 @@ def run_training(
     ``on_epoch(record, training)`` after every epoch: the place to report progress and save checkpoints."""
     if resume_from is not None:
         training = Training.resume(resume_from, data=data, config=config)
-        if genotype is not None and genotype != training.genotype:
+        if genotype is not None and genotype != training.genotype():
             raise UserInputError(
-                f"resume: the checkpoint retrains {training.genotype.to_text()}, not the genotype given; "
+                f"resume: the checkpoint retrains {training.genotype().to_text()}, not the genotype given; "
                 "leave the genotype out or start a new retraining"
             )
     elif genotype is None:

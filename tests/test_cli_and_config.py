@@ -117,22 +117,34 @@ def test_cli_runs_writes_outputs_and_resumes(tmp_path, capsys):
     assert len(json.loads((out / "history.json").read_text())) == 3
 
 
-def test_show_genotype_accepts_names_files_and_text_and_rejects_bad_ones(tmp_path):
+def test_show_genotype_accepts_names_files_and_text_and_rejects_bad_ones(tmp_path, capsys):
     from pcdarts_core import KNOWN_GENOTYPES
+    from pcdarts_core.cli import run_main
+    from pcdarts_core.show_genotype import main as show
+
+    def exit_code(*args: str) -> int:
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(show, list(args))
+        return exit_info.value.code
 
     text = KNOWN_GENOTYPES["PC_DARTS_cifar"].to_text()
     (tmp_path / "g.json").write_text(KNOWN_GENOTYPES["PC_DARTS_cifar"].to_json())
     (tmp_path / "Genotype_best.txt").write_text(text)
     for source in ("PC_DARTS_cifar", text, str(tmp_path / "g.json"), str(tmp_path / "Genotype_best.txt")):
-        proc = subprocess.run(
-            [sys.executable, "-m", "pcdarts_core.show_genotype", source], capture_output=True, text=True, timeout=60
-        )
-        assert proc.returncode == 0 and proc.stdout.strip() == text, proc.stderr
-    for source, message in (
-        ("Genotype(normal=[('conv_9x9', 0), ('sep_conv_3x3', 1)], normal_concat=[2], reduce=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)], reduce_concat=[2])", "unknown operation 'conv_9x9'"),
-        ("PC_DARTS_cifarr", "neither a known name"),
-    ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "pcdarts_core.show_genotype", source], capture_output=True, text=True, timeout=60
-        )
-        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert exit_code(source) == 0
+        assert capsys.readouterr().out.strip() == text
+    assert exit_code("PC_DARTS_cifar", "--format", "summary") == 0
+    assert "  node 5 <- avg_pool_3x3(0), dil_conv_3x3(1)" in capsys.readouterr().out.splitlines()
+    bad_op = (
+        "Genotype(normal=[('conv_9x9', 0), ('sep_conv_3x3', 1)], normal_concat=[2], "
+        "reduce=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)], reduce_concat=[2])"
+    )
+    for source, message in ((bad_op, "unknown operation 'conv_9x9'"), ("PC_DARTS_cifarr", "neither a known name")):
+        assert exit_code(source) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    # The exit code of the real process.
+    proc = subprocess.run(
+        [sys.executable, "-m", "pcdarts_core.show_genotype", "PC_DARTS_cifarr"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "neither a known name" in proc.stderr

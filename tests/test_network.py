@@ -161,3 +161,10 @@ def test_bad_genotypes_are_rejected_with_a_clear_message(normal, message):
     good = [("sep_conv_3x3", 0), ("sep_conv_3x3", 1)] * 4
     with pytest.raises(GenotypeError, match=message):
         Genotype(normal, [2, 3, 4, 5], good, [2, 3, 4, 5])
+
+
+def test_a_reduction_cell_may_not_concatenate_its_inputs():
+    # Cell inputs are at twice the resolution of a reduction cell's nodes: only nodes 2.. may be concatenated.
+    edges = [("sep_conv_3x3", 0), ("sep_conv_3x3", 1)] * 4
+    with pytest.raises(GenotypeError, match=r"genotype.reduce_concat=\[0, 2, 3, 4, 5\]: needs distinct intermediate node indices in 2..5"):
+        Genotype(edges, [2, 3, 4, 5], edges, [0, 2, 3, 4, 5])

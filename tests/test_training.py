@@ -53,7 +53,7 @@ def test_defaults_are_the_cifar_protocol_and_imagenet_is_one_call_away():
     assert (cifar.auxiliary, cifar.auxiliary_weight, cifar.cutout, cifar.drop_path_prob, cifar.grad_clip) == (True, 0.4, 16, 0.3, 5.0)
     imagenet = TrainConfig.protocol("imagenet", data_root="/data/imagenet")
     assert (imagenet.network, imagenet.epochs, imagenet.batch_size, imagenet.lr, imagenet.warmup_epochs) == ("imagenet", 250, 1024, 0.5, 5)
-    assert (imagenet.lr_schedule, imagenet.weight_decay, imagenet.label_smoothing) == ("linear", 3e-5, 0.1)
+    assert (imagenet.lr_schedule, imagenet.weight_decay, imagenet.label_smoothing) == ("pcdarts_linear", 3e-5, 0.1)
     assert (imagenet.init_channels, imagenet.layers, imagenet.data_root) == (48, 14, "/data/imagenet")
 
 
@@ -61,9 +61,12 @@ def test_learning_rate_schedules():
     # CIFAR: cosine from 0.025 to 0 over 600 epochs.
     assert learning_rate(0, lr=0.025, lr_min=0, epochs=600) == 0.025
     assert learning_rate(300, lr=0.025, lr_min=0, epochs=600) == pytest.approx(0.0125)
-    # ImageNet: linear decay, scaled by (epoch + 1) / 5 in the 5 warm-up epochs.
+    # Plain linear decay, scaled by (epoch + 1) / 5 in 5 warm-up epochs.
     rates = [learning_rate(e, lr=0.5, lr_min=0, epochs=250, schedule="linear", warmup_epochs=5) for e in (0, 4, 5, 125, 249)]
     assert rates == pytest.approx([0.5 * 1 / 5, 0.5 * (1 - 4 / 250), 0.5 * (1 - 5 / 250), 0.25, 0.5 / 250])
+    # The PC-DARTS ImageNet script: linear to 0 at epoch 245, then lr * (250 - e) / (245 * 5).
+    rates = [learning_rate(e, lr=0.5, lr_min=0, epochs=250, schedule="pcdarts_linear", warmup_epochs=5) for e in (0, 5, 200, 244, 245, 249)]
+    assert rates == pytest.approx([0.1, 0.5 * 240 / 245, 0.5 * 45 / 245, 0.5 / 245, 0.5 * 5 / 1225, 0.5 / 1225])
 
 
 def test_two_epoch_retrain_beats_chance_with_ramped_drop_path(small_config, mini_data):
@@ -80,9 +83,23 @@ def test_two_epoch_retrain_beats_chance_with_ramped_drop_path(small_config, mini
     # The reported accuracy is the final epoch's, never the best one.
     assert result.test_acc == records[-1].test_acc
     summary = result.summary()
-    assert summary["test_acc"] == records[-1].test_acc and summary["epochs"] == 2
+    assert summary["test_acc"] == records[-1].test_acc and summary["epochs"] == 2 and summary["finished"]
     assert summary["parameters"] == result.cost.parameters > 0 and summary["multiply_adds"] > 0
     assert all(r.images_per_s > 0 and r.peak_memory_bytes > 0 for r in records)
+
+
+def test_the_imagenet_protocol_trains_the_imagenet_network(mini_data):
+    # The protocol's network, warm-up, decay and label smoothing at a size the CPU manages.
+    config = TrainConfig.protocol(
+        "imagenet", dataset="fashion_mnist_mini", image_size=None, init_channels=8, layers=3,
+        batch_size=64, epochs=6, train_subset=128, device="cpu",
+    )
+    training = Training(config, KNOWN_GENOTYPES["PC_DARTS_image"], data=mini_data)
+    assert type(training.model).__name__ == "NetworkImageNet"
+    record = next(training.epochs())
+    assert record.lr == pytest.approx(0.5 / 5)  # first of 5 warm-up epochs
+    assert record.drop_path_prob == 0.0
+    assert math.isfinite(record.train_loss) and 0 <= record.test_acc <= 1
 
 
 def test_validation_split_is_held_out_of_training(small_config, mini_data):
@@ -105,7 +122,7 @@ def test_resume_continues_exactly(small_config, mini_data, tmp_path):
     del first
     torch.manual_seed(12345)  # whatever happened in between must not matter
     resumed = Training.resume(tmp_path / "checkpoint.pt", data=mini_data)
-    assert resumed.epoch == 1 and resumed.genotype == GENOTYPE
+    assert resumed.epoch == 1 and resumed.genotype() == GENOTYPE
     list(resumed.epochs())
 
     assert [r.test_acc for r in resumed.history] == [r.test_acc for r in straight.history]
@@ -129,11 +146,32 @@ def test_resume_refuses_changed_settings_and_other_checkpoints(small_config, min
 
 
 def test_random_genotype_and_bf16_autocast_train_on_the_cpu(small_config, mini_data):
-    config = small_config.replace(epochs=1, train_subset=256, precision="bf16", auxiliary=False)
+    config = small_config.replace(epochs=1, train_subset=128, precision="bf16", auxiliary=False)
     training = Training(config, random_genotype(3), data=mini_data)
     assert training.bf16 and not training.channels_last
     record = next(training.epochs())
     assert math.isfinite(record.train_loss) and 0 <= record.test_acc <= 1
+
+
+def test_a_last_batch_of_one_image_is_dropped(small_config, mini_data):
+    # 129 images in batches of 64: the last batch would hold one image, whose 1x1 auxiliary-head
+    # maps batch norm cannot normalise. It is dropped (a different image each epoch).
+    training = Training(small_config.replace(epochs=1, train_subset=129), GENOTYPE, data=mini_data)
+    assert training.steps_per_epoch == 2
+    steps = []
+    next(training.epochs(on_step=lambda step, total: steps.append((step, total))))
+    assert steps == [(1, 2), (2, 2)]
+
+
+def test_data_without_a_test_split_and_cpu_channels_last_on_grey_images_are_refused(small_config, mini_data):
+    import dataclasses
+
+    from pcdarts_core import DataError
+
+    with pytest.raises(DataError, match="has no test split"):
+        Training(small_config, GENOTYPE, data=dataclasses.replace(mini_data, test=None))
+    with pytest.raises(ConfigError, match="channels_last=True: on the CPU, one-channel images"):
+        Training(small_config.replace(channels_last=True), GENOTYPE, data=mini_data)
 
 
 def test_divergence_stops_the_run(small_config, mini_data, tmp_path):
@@ -183,6 +221,7 @@ def test_cli_trains_writes_outputs_and_resumes(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["genotype_text"] == KNOWN_GENOTYPES["DARTS_V2"].to_text()
     assert summary["epochs"] == 1 and 0 <= summary["test_acc"] <= 1 and summary["parameters"] > 0
+    assert summary["finished"] and summary["epochs_planned"] == 1
     rows = (out / "metrics.csv").read_text().strip().splitlines()
     assert rows[0].startswith("epoch,lr,drop_path_prob,train_loss,train_acc,test_loss,test_acc") and len(rows) == 2
 
@@ -217,6 +256,14 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert not out.exists()
+
+
+def test_cli_exits_1_when_the_retraining_diverges(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_cli("--genotype", "DARTS_V2", "--lr", "1e30", "--out", str(out), "--quiet")) == 1
+    error = capsys.readouterr().err
+    assert "training diverged in epoch 1" in error and "no epoch finished, nothing was saved" in error
+    assert not (out / "checkpoint.pt").exists()
 
 
 def test_cli_process_exits_2_on_a_bad_genotype(tmp_path):
