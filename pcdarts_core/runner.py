@@ -87,7 +87,9 @@ class EpochRunner(Generic[ConfigT, RecordT]):
         for name, idx in self.split.items():
             self._parts[name] = (images[idx].to(self.device), labels[idx].to(self.device))
 
-    def _batches(self, part: str, *, augment: bool, shuffle: bool, stream: int, pass_: int = 0) -> DeviceBatches:
+    def _batches(
+        self, part: str, *, augment: bool, shuffle: bool, stream: int, pass_: int = 0, drop_last: bool = False
+    ) -> DeviceBatches:
         """One pass over a part; order and augmentation drawn from a seed fixed by (seed, epoch, stream, pass)."""
         images, labels = self._parts[part]
         generator = torch.Generator(device=self.device)
@@ -101,6 +103,7 @@ class EpochRunner(Generic[ConfigT, RecordT]):
             augment=augment,
             cutout=self.config.cutout if augment else 0,  # type: ignore[attr-defined]
             shuffle=shuffle,
+            drop_last=drop_last,
             generator=generator,
         )
 

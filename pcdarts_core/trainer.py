@@ -215,9 +215,8 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
         """One shuffled, augmented pass over the training split. A last batch of a single image is
         dropped: batch norm cannot normalise the 1x1 maps of the auxiliary head (or of the last
         cells on small images) over one sample."""
-        batches = self._batches("train", augment=True, shuffle=True, stream=0)
-        batches.drop_last = len(self.split["train"]) % self.config.batch_size == 1
-        return batches
+        single_last = len(self.split["train"]) % self.config.batch_size == 1
+        return self._batches("train", augment=True, shuffle=True, stream=0, drop_last=single_last)
 
     @property
     def steps_per_epoch(self) -> int:
