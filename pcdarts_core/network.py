@@ -15,6 +15,8 @@ or without the auxiliary head.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,7 +103,13 @@ class AuxiliaryHead(nn.Module):
 
 
 class _Network(nn.Module):
-    """Cells, auxiliary head and classifier shared by the CIFAR and ImageNet networks."""
+    """Stem, cells, auxiliary head and classifier; the CIFAR and ImageNet networks differ only in
+    their stem (:meth:`_build_stems`, :meth:`_stems`) and the auxiliary head's pooling."""
+
+    #: Whether the stem halves the resolution of the first cell's older input (a factorized reduce follows).
+    STEM_REDUCES: ClassVar[bool]
+    AUX_POOL_STRIDE: ClassVar[int]
+    AUX_BN: ClassVar[bool]
 
     def __init__(
         self,
@@ -110,10 +118,7 @@ class _Network(nn.Module):
         layers: int,
         auxiliary: bool,
         genotype: Genotype,
-        c_stem: int,
-        stem_reduces: bool,
-        aux_pool_stride: int,
-        aux_bn: bool,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
         _check_shape(C, num_classes, layers)
@@ -123,9 +128,10 @@ class _Network(nn.Module):
         self.layers = layers
         self.drop_path_prob = 0.0
         self._aux_after = 2 * layers // 3
+        c_stem = self._build_stems(in_channels, C)
         reduction_at = {layers // 3, 2 * layers // 3}
         c_prev_prev, c_prev, c_cell = c_stem, c_stem, C
-        reduction_prev = stem_reduces
+        reduction_prev = self.STEM_REDUCES
         cells = []
         c_aux = c_prev
         for i in range(layers):
@@ -139,11 +145,16 @@ class _Network(nn.Module):
             if i == self._aux_after:
                 c_aux = c_prev
         self.cells = nn.ModuleList(cells)
-        self.auxiliary_head = AuxiliaryHead(c_aux, num_classes, aux_pool_stride, aux_bn) if auxiliary else None
+        self.auxiliary_head = AuxiliaryHead(c_aux, num_classes, self.AUX_POOL_STRIDE, self.AUX_BN) if auxiliary else None
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
 
+    def _build_stems(self, in_channels: int, C: int) -> int:
+        """Create the stem layers; return the channels they hand to the first cell."""
+        raise NotImplementedError
+
     def _stems(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first cell's two inputs."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -158,20 +169,16 @@ class _Network(nn.Module):
 
 
 class NetworkCIFAR(_Network):
-    """The CIFAR network: a 3x3 conv stem to ``3 * C`` channels, then the cells (C=36, 20 layers in the papers)."""
+    """``NetworkCIFAR(C, num_classes, layers, auxiliary, genotype, in_channels=3)``: a 3x3 conv stem to
+    ``3 * C`` channels, then the cells (C=36, 20 layers in the papers)."""
 
-    def __init__(
-        self,
-        C: int,
-        num_classes: int,
-        layers: int,
-        auxiliary: bool,
-        genotype: Genotype,
-        in_channels: int = 3,
-    ) -> None:
-        c_stem = 3 * C
-        super().__init__(C, num_classes, layers, auxiliary, genotype, c_stem, False, aux_pool_stride=3, aux_bn=True)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+    STEM_REDUCES = False
+    AUX_POOL_STRIDE = 3  # 8x8 features of 32x32 images -> 2x2
+    AUX_BN = True
+
+    def _build_stems(self, in_channels: int, C: int) -> int:
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 3 * C, 3, padding=1, bias=False), nn.BatchNorm2d(3 * C))
+        return 3 * C
 
     def _stems(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.stem(x)
@@ -179,21 +186,16 @@ class NetworkCIFAR(_Network):
 
 
 class NetworkImageNet(_Network):
-    """The ImageNet network: three stride-2 3x3 convs (224x224 in, 28x28 into the first cell),
-    then the cells (C=48, 14 layers in the papers)."""
+    """``NetworkImageNet(C, num_classes, layers, auxiliary, genotype, in_channels=3)``: three stride-2
+    3x3 convs (224x224 in, 28x28 into the first cell), then the cells (C=48, 14 layers in the papers)."""
 
-    def __init__(
-        self,
-        C: int,
-        num_classes: int,
-        layers: int,
-        auxiliary: bool,
-        genotype: Genotype,
-        in_channels: int = 3,
-    ) -> None:
+    STEM_REDUCES = True
+    AUX_POOL_STRIDE = 2  # 7x7 features of 224x224 images -> 2x2
+    AUX_BN = False  # as in the published code
+
+    def _build_stems(self, in_channels: int, C: int) -> int:
         if C % 2:
             raise ConfigError("init_channels", C, "the ImageNet stem halves C in its first convolution; use an even C")
-        super().__init__(C, num_classes, layers, auxiliary, genotype, C, True, aux_pool_stride=2, aux_bn=False)
         self.stem0 = nn.Sequential(
             nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(C // 2),
@@ -206,6 +208,7 @@ class NetworkImageNet(_Network):
             nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(C),
         )
+        return C
 
     def _stems(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s0 = self.stem0(x)
