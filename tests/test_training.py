@@ -245,6 +245,7 @@ def test_cli_trains_writes_outputs_and_resumes(tmp_path, capsys):
             "unknown operation 'conv_9x9'",
         ),
         (["--genotype", "DARTS_V2", "--lr-min", "9"], "lr_min=9.0: must not exceed lr=0.05"),
+        (["--genotype", "PC_DARTS_image", "--dataset", "imagefolder"], "imagefolder: data_root is not set: pass --data-root"),
         ([], "--genotype: required"),
     ],
 )

@@ -212,7 +212,7 @@ def _load_fashion_mnist_mini() -> DatasetBundle:
 def _imagefolder_dirs(root: str | os.PathLike | None) -> tuple[Path, Path | None]:
     """(train directory, test directory or None) for an ImageFolder root."""
     if root is None:
-        raise DataError("imagefolder: root is not set: pass root=<directory with one sub-folder per class>")
+        raise DataError("imagefolder: data_root is not set: pass --data-root (data_root=) a folder with one sub-folder per class")
     base = Path(root).expanduser()
     if not base.is_dir():
         raise DataError(f"imagefolder: root {base} is not a directory: pass a folder with one sub-folder per class")
