@@ -36,7 +36,7 @@ from .runner import EpochRunner, StepCallback, Totals, split_training_set
 from .schedules import learning_rate, linear_ramp
 from .train_config import TrainConfig
 
-__all__ = ["Training", "TrainingDiverged", "TrainResult", "build_network", "run_training", "train_step"]
+__all__ = ["Training", "TrainingDiverged", "TrainResult", "build_network", "run_training", "speed_options", "train_step"]
 
 
 class TrainingDiverged(Diverged):
@@ -53,6 +53,15 @@ def build_network(config: TrainConfig, genotype: Genotype, num_classes: int, in_
     """The evaluation network ``config.network`` for a genotype."""
     cls = NetworkImageNet if config.network == "imagenet" else NetworkCIFAR
     return cls(config.init_channels, num_classes, config.layers, config.auxiliary, genotype, in_channels=in_channels)
+
+
+def speed_options(config: TrainConfig, device: torch.device) -> tuple[bool, bool]:
+    """(bf16 autocast, channels_last) for a device: what the config says, and where it says "auto"
+    (precision) or leaves it unset (channels_last), on for a GPU and off for the CPU."""
+    on_gpu = device.type == "cuda"
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and on_gpu)
+    channels_last = config.channels_last if config.channels_last is not None else on_gpu
+    return bf16, channels_last
 
 
 def train_step(
@@ -102,10 +111,8 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
                 "train/ and val/ (or test/) class folders"
             )
         self._genotype = genotype
-        on_gpu = self.device.type == "cuda"
-        self.bf16 = config.precision == "bf16" or (config.precision == "auto" and on_gpu)
-        self.channels_last = config.channels_last if config.channels_last is not None else on_gpu
-        if self.channels_last and not on_gpu and data.in_channels == 1:
+        self.bf16, self.channels_last = speed_options(config, self.device)
+        if self.channels_last and self.device.type == "cpu" and data.in_channels == 1:
             raise ConfigError(
                 "channels_last",
                 True,

@@ -57,6 +57,16 @@ def test_defaults_are_the_cifar_protocol_and_imagenet_is_one_call_away():
     assert (imagenet.init_channels, imagenet.layers, imagenet.data_root) == (48, 14, "/data/imagenet")
 
 
+def test_bf16_and_channels_last_are_on_by_default_on_a_gpu_only():
+    from pcdarts_core.trainer import speed_options
+
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")  # no GPU needed: only the rule is checked
+    assert speed_options(TrainConfig(), gpu) == (True, True)
+    assert speed_options(TrainConfig(), cpu) == (False, False)
+    assert speed_options(TrainConfig(precision="fp32", channels_last=False), gpu) == (False, False)
+    assert speed_options(TrainConfig(precision="bf16", channels_last=True), cpu) == (True, True)
+
+
 def test_learning_rate_schedules():
     # CIFAR: cosine from 0.025 to 0 over 600 epochs.
     assert learning_rate(0, lr=0.025, lr_min=0, epochs=600) == 0.025
