@@ -36,7 +36,8 @@ import torch
 
 from pcdarts_core import SearchConfig, SearchNetwork
 from pcdarts_core.architect import Architect
-from pcdarts_core.searcher import resolve_device, search_step
+from pcdarts_core.devices import resolve_device
+from pcdarts_core.searcher import search_step
 
 TARGETS = {"saved_ratio": 0.33, "time_ratio": 0.45}  # at K=4, relative to K=1
 MiB = 2**20

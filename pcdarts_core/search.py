@@ -15,7 +15,17 @@ import sys
 from pathlib import Path
 
 from .checkpoint import atomic_write_text
-from .cli import CHECKPOINT, add_config_arguments, add_run_arguments, config_overrides, open_run, run_epochs, run_main
+from .cli import (
+    CHECKPOINT,
+    add_config_arguments,
+    add_run_arguments,
+    config_overrides,
+    open_run,
+    prepare_out,
+    run_epochs,
+    run_main,
+    write_genotype,
+)
 from .config import SearchConfig
 from .records import EpochRecord, records_csv
 from .searcher import Search
@@ -36,9 +46,7 @@ def write_outputs(out: Path, search: Search) -> None:
     search.save(out / CHECKPOINT)
     atomic_write_text(out / "metrics.csv", records_csv(search.history, EpochRecord))
     atomic_write_text(out / "history.json", json.dumps([r.to_dict() for r in search.history]))
-    genotype = search.genotype()
-    atomic_write_text(out / "genotype.json", json.dumps(genotype.to_dict(), indent=2) + "\n")
-    atomic_write_text(out / "genotype.txt", genotype.to_text() + "\n")
+    write_genotype(out, search.genotype())
 
 
 def _describe(record: EpochRecord, epochs: int) -> str:
@@ -64,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"search in {args.out} already finished {search.epoch} epochs; raise --epochs to extend it", file=sys.stderr)
         print(search.genotype().to_text())
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "config.json", search.config.model_dump_json(indent=2) + "\n")
+    prepare_out(args.out, search.config)
     cfg = search.config
     code = run_epochs(
         search,

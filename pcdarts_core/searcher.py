@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .architect import Architect
 from .config import SearchConfig
 from .data import DatasetBundle, DeviceBatches
-from .devices import peak_memory_bytes, reset_peak_memory, resolve_device
+from .devices import peak_memory_bytes, reset_peak_memory
 from .errors import Diverged, UserInputError
 from .genotype import Genotype
 from .records import EpochRecord
@@ -29,7 +29,7 @@ from .runner import EpochRunner, StepCallback, Totals, split_training_set
 from .schedules import learning_rate
 from .supernet import SearchNetwork
 
-__all__ = ["Search", "SearchDiverged", "SearchResult", "cosine_factor", "resolve_device", "run_search", "search_step"]
+__all__ = ["Search", "SearchDiverged", "SearchResult", "cosine_factor", "run_search", "search_step"]
 
 
 class SearchDiverged(Diverged):

@@ -15,7 +15,17 @@ import sys
 from pathlib import Path
 
 from .checkpoint import atomic_write_text
-from .cli import CHECKPOINT, add_config_arguments, add_run_arguments, config_overrides, open_run, run_epochs, run_main
+from .cli import (
+    CHECKPOINT,
+    add_config_arguments,
+    add_run_arguments,
+    config_overrides,
+    open_run,
+    prepare_out,
+    run_epochs,
+    run_main,
+    write_genotype,
+)
 from .errors import UserInputError
 from .known_genotypes import KNOWN_GENOTYPES, load_genotype
 from .records import TrainRecord, records_csv
@@ -37,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=tuple(PROTOCOLS),
         help="the published protocol whose settings are the defaults (cifar: 600 epochs, batch 96, lr 0.025 cosine; "
-        "imagenet: 250 epochs, batch 1024, lr 0.5 with 5 warm-up epochs, linear decay, label smoothing 0.1); "
+        "imagenet: 250 epochs, batch 1024, lr 0.5 with 5 warm-up epochs, the PC-DARTS linear decay, label smoothing 0.1); "
         "the flags below override single settings (default: cifar)",
     )
     add_run_arguments(parser, "retraining", Training.RESUMABLE_CHANGES)
@@ -103,10 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"retraining in {args.out} already finished {training.epoch} epochs; raise --epochs to extend it", file=sys.stderr)
         print(_summary_line(training))
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "config.json", training.config.model_dump_json(indent=2) + "\n")
-    atomic_write_text(args.out / "genotype.json", json.dumps(training.genotype().to_dict(), indent=2) + "\n")
-    atomic_write_text(args.out / "genotype.txt", training.genotype().to_text() + "\n")
+    prepare_out(args.out, training.config)
+    write_genotype(args.out, training.genotype())
     cfg, split = training.config, training.split
     valid = f" / {len(split['valid'])} valid" if "valid" in split else ""
     code = run_epochs(
