@@ -71,7 +71,7 @@ class RunSettings(StrictConfig):
     dataset: str = Field("cifar10", description=f"one of {', '.join(DATASETS)}")
     data_root: Optional[str] = Field(None, description="dataset folder (default: the dataset's standard place)")
     download: bool = Field(True, description="download CIFAR when it is not under data_root")
-    image_size: Optional[int] = Field(None, ge=1, description="imagefolder only: resize images to this size (default 32)")
+    image_size: Optional[int] = Field(None, ge=1, description="resize images to this size (default: the dataset's own; imagefolder: 32)")
     train_subset: Optional[int] = Field(
         None, ge=2, description="use only this many training images (a seeded sample, split like the full set); for quick runs"
     )

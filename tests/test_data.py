@@ -57,9 +57,14 @@ def test_fashion_mnist_mini_shapes_and_balance():
     assert b.train.images.float().std() > 10  # real images, not blank
 
 
-def test_fixed_size_dataset_rejects_other_image_size():
-    with pytest.raises(DataError, match="image_size=32"):
-        load_dataset("fashion_mnist_mini", image_size=32)
+def test_fixed_size_dataset_is_resized_on_request():
+    full = load_dataset("fashion_mnist_mini")
+    small = load_dataset("fashion_mnist_mini", image_size=14)
+    assert small.image_size == 14 and small.train.images.shape == (len(full.train), 1, 14, 14)
+    assert small.test.images.shape == (len(full.test), 1, 14, 14) and small.train.images.dtype == torch.uint8
+    assert torch.equal(small.train.labels, full.train.labels)
+    # a resized image is still the same picture: its mean brightness barely moves
+    assert abs(small.train.images.float().mean() - full.train.images.float().mean()) < 2.0
 
 
 def test_unknown_dataset_names_value_and_choices():

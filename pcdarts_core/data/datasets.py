@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -81,11 +82,21 @@ def load_dataset(
     else:
         return _load_imagefolder(root, 32 if image_size is None else image_size)
     if image_size is not None and image_size != bundle.image_size:
-        raise DataError(
-            f"image_size={image_size}: {name} images are {bundle.image_size}×{bundle.image_size}: "
-            f"leave image_size unset or use {bundle.image_size}"
-        )
+        bundle = _resized(bundle, image_size)
     return bundle
+
+
+def _resized(bundle: DatasetBundle, size: int) -> DatasetBundle:
+    """The dataset with every image resized to size×size (bilinear, antialiased, still uint8):
+    e.g. smaller images for a quick study on a CPU."""
+    from torchvision.transforms.v2 import functional as TF
+
+    def resize(split: ImageTensors | None) -> ImageTensors | None:
+        if split is None:
+            return None
+        return ImageTensors(TF.resize(split.images, [size, size], antialias=True).contiguous(), split.labels)
+
+    return dataclasses.replace(bundle, train=resize(bundle.train), test=resize(bundle.test), image_size=size)
 
 
 def _tensors(images: np.ndarray, labels: np.ndarray | list[int]) -> ImageTensors:
