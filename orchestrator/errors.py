@@ -1,0 +1,23 @@
+"""Errors of the orchestrator, on top of the core's user-input errors."""
+
+from __future__ import annotations
+
+from pcdarts_core.errors import UserInputError
+
+
+class SpecError(UserInputError):
+    """A study spec (YAML file or ``--set`` override) is invalid: names the key's path and the fix."""
+
+    def __init__(self, path: str, problem: str, source: str = "spec") -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{source}: {path}: {problem}" if path else f"{source}: {problem}")
+
+
+    def within(self, source: str) -> SpecError:
+        """The same problem, said of another source (the YAML file's name)."""
+        return SpecError(self.path, self.problem, source)
+
+
+class StudyInterrupted(RuntimeError):
+    """The study stopped before its stages were done (Ctrl-C or a stage left trials unfinished)."""

@@ -1,0 +1,290 @@
+"""The study spec: one YAML file, validated once, before anything starts.
+
+A spec names the study, its dataset, the search grid (any :class:`SearchConfig` setting as
+a fixed value or a list of values; lists are crossed), how genotypes are selected, the
+retraining protocol and seeds, the random baselines, the resources of a trial, where
+MLflow and Ray Tune write, and which Ray cluster runs it. Every problem is raised as one
+:class:`~orchestrator.errors.SpecError` naming the key's path (``search.k.1``) and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pcdarts_core import SearchConfig, TrainConfig
+from pcdarts_core.errors import ConfigError
+
+from .errors import SpecError
+
+#: Search settings that come from the ``dataset`` section, never from ``search`` or ``retrain``.
+DATASET_FIELDS = {"dataset": "name", "data_root": "root", "download": "download", "image_size": "image_size"}
+#: Settings the study sets itself (``seed`` comes from the grid or from ``retrain.seeds``).
+STUDY_FIELDS = {"seed"}
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(Section):
+    name: str = Field(description="one of the core's datasets, e.g. cifar10 or fashion_mnist_mini")
+    root: Optional[str] = Field(None, description="dataset folder (default: the dataset's standard place)")
+    download: bool = Field(True, description="download CIFAR when it is not under root")
+    image_size: Optional[int] = Field(None, ge=1, description="resize every image to this size (default: the dataset's own)")
+    train_subset: Optional[int] = Field(None, ge=2, description="use only this many training images (search and retrain)")
+
+
+class SelectSpec(Section):
+    top: int = Field(2, ge=1, description="genotypes to retrain (per setting or over the whole study)")
+    metric: Literal["valid_acc", "valid_loss", "train_acc"] = Field(
+        "valid_acc", description="final-epoch search metric that ranks the trials (loss: lower is better)"
+    )
+    per: Literal["study", "setting"] = Field("study", description="top genotypes over the study or within each setting")
+
+
+class BaselineSpec(Section):
+    count: int = Field(0, ge=0, description="random architectures retrained with the same protocol and seeds")
+    seed: int = Field(0, ge=0, description="seed of the random architectures")
+
+
+class ResourcesSpec(Section):
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0, description="fractions below 1 pack several trials on one GPU")
+    max_concurrent_trials: Optional[int] = Field(None, ge=1, description="default: as many as the resources allow")
+    max_failures: int = Field(2, ge=0, description="retries of a failed trial, each from its last epoch checkpoint")
+
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _whole_above_one(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError("a trial uses a fraction of one GPU or whole GPUs: use e.g. 0.25, 1 or 2")
+        return value
+
+
+class TrackingSpec(Section):
+    uri: Optional[str] = Field(None, description="MLflow tracking URI (default: sqlite:///STUDY/mlflow.db)")
+    experiment: Optional[str] = Field(None, description="MLflow experiment (default: the study's name)")
+
+
+class RaySpec(Section):
+    address: Optional[str] = Field(None, description="none = start a local Ray; 'auto' or host:port = join a cluster")
+    num_cpus: Optional[int] = Field(None, ge=1, description="CPUs of a local Ray (default: all)")
+    num_gpus: Optional[int] = Field(None, ge=0, description="GPUs of a local Ray (default: all)")
+
+
+class StudySpec(Section):
+    name: str
+    dataset: DatasetSpec
+    search: dict[str, Any] = Field(description="the grid: any search setting, a value or a list of values")
+    select: SelectSpec = SelectSpec()
+    retrain: dict[str, Any] = Field(default_factory=dict, description="seeds, protocol and any retrain setting")
+    baseline: BaselineSpec = BaselineSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+    tracking: TrackingSpec = TrackingSpec()
+    storage: Optional[str] = Field(None, description="Ray Tune storage path (default: STUDY/tune); shared for clusters")
+    ray: RaySpec = RaySpec()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError("use letters, digits, '.', '_' and '-' only (it names folders and runs), at most 64")
+        return value
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> StudySpec:
+        search_grid(self)  # raises SpecError naming the key
+        retrain_config(self, seed=0)
+        retrain_seeds(self)
+        return self
+
+    # --- derived values ------------------------------------------------------------
+    def tracking_uri(self, study_dir: Path) -> str:
+        return self.tracking.uri or f"sqlite:///{(study_dir / 'mlflow.db').resolve()}"
+
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.name
+
+    def storage_path(self, study_dir: Path) -> str:
+        if self.storage is None:
+            return str((study_dir / "tune").resolve())
+        return self.storage if "://" in self.storage else str(Path(self.storage).expanduser().resolve())
+
+
+# --- the search grid --------------------------------------------------------------------
+
+
+def _dataset_settings(spec: StudySpec) -> dict[str, Any]:
+    d = spec.dataset
+    settings = {"dataset": d.name, "data_root": d.root, "download": d.download, "image_size": d.image_size}
+    if d.train_subset is not None:
+        settings["train_subset"] = d.train_subset
+    return settings
+
+
+def _check_keys(section: str, raw: dict[str, Any], allowed: set[str]) -> None:
+    for key in raw:
+        if key in DATASET_FIELDS:
+            raise SpecError(f"{section}.{key}", f"set it once for the study as dataset.{DATASET_FIELDS[key]}")
+        if key not in allowed:
+            raise SpecError(f"{section}.{key}", f"unknown setting; known: {', '.join(sorted(allowed))}")
+
+
+def search_axes(spec: StudySpec) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """(fixed settings, swept settings) of the search section; ``seed`` is always swept."""
+    raw = dict(spec.search)
+    allowed = (set(SearchConfig.model_fields) - set(DATASET_FIELDS)) | STUDY_FIELDS
+    _check_keys("search", raw, allowed)
+    if "seed" not in raw:
+        raise SpecError("search.seed", "missing: give the search seeds, e.g. seed: [0, 1, 2, 3]")
+    fixed, swept = {}, {}
+    for key, value in raw.items():
+        if isinstance(value, list):
+            if not value:
+                raise SpecError(f"search.{key}", "empty list: give at least one value")
+            if len(set(map(repr, value))) != len(value):
+                raise SpecError(f"search.{key}", f"repeated values in {value}: list each value once")
+            swept[key] = value
+        elif isinstance(value, dict):
+            raise SpecError(f"search.{key}", "a setting is a value or a list of values, not a mapping")
+        else:
+            fixed[key] = value
+    swept["seed"] = swept.pop("seed", [fixed.pop("seed", None)])
+    return fixed, swept
+
+
+def search_grid(spec: StudySpec) -> list[tuple[dict[str, Any], SearchConfig]]:
+    """Every grid point as (swept values, its validated SearchConfig), in spec order, seeds innermost."""
+    fixed, swept = search_axes(spec)
+    base = {**_dataset_settings(spec), **fixed}
+    points: list[dict[str, Any]] = [{}]
+    for key, values in swept.items():
+        points = [{**p, key: v} for p in points for v in values]
+    grid = []
+    for point in points:
+        try:
+            grid.append((point, SearchConfig(**base, **point)))
+        except ConfigError as err:
+            section = "dataset" if err.field in DATASET_FIELDS else "search"
+            field = DATASET_FIELDS.get(err.field, err.field)
+            where = ", ".join(f"{k}={v}" for k, v in point.items() if k in swept and len(swept[k]) > 1)
+            raise SpecError(f"{section}.{field}", f"{err}" + (f" (at grid point {where})" if where else "")) from None
+    return grid
+
+
+def setting_label(point: dict[str, Any]) -> str:
+    """The setting a grid point belongs to (its swept values without the seed), e.g. ``k=4 edge_norm=on``."""
+    parts = []
+    for key, value in point.items():
+        if key == "seed":
+            continue
+        parts.append(f"{key}={'on' if value is True else 'off' if value is False else value}")
+    return " ".join(parts) or "default"
+
+
+# --- retraining -------------------------------------------------------------------------
+
+RETRAIN_OWN = {"seeds", "protocol"}
+
+
+def retrain_seeds(spec: StudySpec) -> list[int]:
+    seeds = spec.retrain.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise SpecError("retrain.seeds", f"{seeds!r}: give a non-empty list of seeds >= 0, e.g. [0, 1, 2]")
+    if len(set(seeds)) != len(seeds):
+        raise SpecError("retrain.seeds", f"repeated seeds in {seeds}: list each seed once")
+    return seeds
+
+
+def retrain_config(spec: StudySpec, seed: int) -> TrainConfig:
+    """The validated retraining settings for one seed: the protocol's defaults, then the spec's values."""
+    raw = dict(spec.retrain)
+    allowed = (set(TrainConfig.model_fields) - set(DATASET_FIELDS) - STUDY_FIELDS) | RETRAIN_OWN
+    _check_keys("retrain", raw, allowed)
+    protocol = raw.pop("protocol", "cifar")
+    raw.pop("seeds", None)
+    for key, value in raw.items():
+        if isinstance(value, (list, dict)):
+            raise SpecError(f"retrain.{key}", "retraining settings are single values (only retrain.seeds is a list)")
+    try:
+        base = TrainConfig.protocol(protocol) if protocol != "cifar" else TrainConfig()
+        return base.replace(**{**_dataset_settings(spec), **raw, "seed": seed})
+    except ConfigError as err:
+        section = "dataset" if err.field in DATASET_FIELDS else "retrain"
+        raise SpecError(f"{section}.{DATASET_FIELDS.get(err.field, err.field)}", str(err)) from None
+    except (KeyError, ValueError) as err:
+        raise SpecError("retrain.protocol", f"{protocol!r}: {err}; use cifar or imagenet") from None
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``--set a.b=value`` overrides; the value is read as YAML (``5``, ``true``, ``[1, 4]``)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        path, sep, text = item.partition("=")
+        keys = path.strip().split(".")
+        if not sep or not all(keys):
+            raise SpecError("", f"{item!r}: write KEY.PATH=VALUE, e.g. --set search.epochs=5", source="--set")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise SpecError(path, f"{text!r} is not a YAML value ({' '.join(str(err).split())[:120]})", source="--set") from None
+        node = raw
+        for depth, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                where = ".".join(keys[: depth + 1])
+                raise SpecError(path, f"{where} is a value, not a section: set {where}=VALUE instead", source="--set")
+            node = child
+        node[keys[-1]] = value
+    return raw
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SpecError("", f"{path}: no such file; give a study YAML, e.g. experiments/quickstart.yaml", source=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise SpecError("", f"not valid YAML: {' '.join(str(err).split())[:200]}", source=str(path)) from None
+    if not isinstance(raw, dict):
+        raise SpecError("", "the top level must be a mapping with name, dataset, search, ...", source=str(path))
+    return raw
+
+
+def parse_spec(raw: dict[str, Any], source: str = "spec") -> StudySpec:
+    """Validate a spec dictionary: every problem named by its key's path."""
+    try:
+        return StudySpec(**raw)
+    except SpecError as err:
+        raise err.within(source) from None
+    except ValidationError as err:
+        first = err.errors()[0]
+        own = first.get("ctx", {}).get("error")
+        if isinstance(own, SpecError):
+            raise own.within(source) from None
+        path = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            problem = "unknown key; check its spelling against docs (README, 'The study spec')"
+        elif first["type"] == "missing":
+            problem = "missing: this key is required"
+        else:
+            problem = f"{first['msg']} (got {first.get('input')!r})"
+        raise SpecError(path, problem, source=source) from None
+
+
+def load_spec(path: Path, overrides: list[str] | None = None) -> tuple[StudySpec, dict[str, Any]]:
+    """The validated spec of a YAML file with ``--set`` overrides, and the raw dictionary it came from."""
+    raw = apply_overrides(read_yaml(path), overrides or [])
+    return parse_spec(raw, source=str(path)), raw

@@ -1,0 +1,152 @@
+"""One stage of a study as one Ray Tune experiment, and its trials as table rows.
+
+A stage's trials are a ``grid_search`` over trial descriptions (key, stage, setting, seed,
+config). Running a stage again after an interruption restores the Tune experiment
+(``Tuner.restore``): finished trials are kept, unfinished ones continue from their last
+checkpoint. Trial failures are retried by Tune (``FailureConfig``) from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ray import tune
+
+from .errors import StudyInterrupted
+from .spec import StudySpec
+from .trainables import DIVERGED, FINISHED
+
+#: Columns every trial row has, in this order (the report adds its own).
+TRIAL_COLUMNS = (
+    "stage",
+    "trial",
+    "setting",
+    "seed",
+    "k",
+    "edge_norm",
+    "genotype_id",
+    "source",
+    "status",
+    "epochs",
+    "epochs_planned",
+    "train_loss",
+    "train_acc",
+    "valid_loss",
+    "valid_acc",
+    "test_loss",
+    "test_acc",
+    "parameters",
+    "multiply_adds",
+    "time_s",
+    "images_per_s",
+    "peak_memory_bytes",
+    "cpus",
+    "gpus",
+    "genotype",
+    "error",
+    "tune_trial_id",
+)
+
+
+def run_stage(
+    stage: str,
+    trainable: Callable[[dict[str, Any]], None],
+    trials: list[dict[str, Any]],
+    spec: StudySpec,
+    storage_path: str,
+    callbacks: list[tune.Callback],
+    verbose: bool,
+) -> list[tune.Result]:
+    """Run (or continue) one stage's Tune experiment; returns one result per trial, in trial order."""
+    resources = spec.resources
+    name = f"{spec.name}-{stage}"
+    path = f"{storage_path.rstrip('/')}/{name}"
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=_with_resources(trainable, spec), resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            _with_resources(trainable, spec),
+            param_space={"trial": tune.grid_search(trials), "threads": max(1, int(resources.cpus_per_trial))},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=resources.max_concurrent_trials,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage_path,
+                callbacks=callbacks,
+                failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                verbose=1 if verbose else 0,
+            ),
+        )
+    grid = tuner.fit()
+    by_key = {result.config["trial"]["key"]: result for result in grid if result.config}
+    missing = [t["key"] for t in trials if t["key"] not in by_key]
+    unfinished = [key for key, result in by_key.items() if trial_status(result) == "interrupted"]
+    if missing or unfinished:
+        raise StudyInterrupted(f"stage {stage}: {len(missing) + len(unfinished)} of {len(trials)} trials did not finish")
+    return [by_key[t["key"]] for t in trials]
+
+
+def _with_resources(trainable: Callable[[dict[str, Any]], None], spec: StudySpec) -> Any:
+    return tune.with_resources(trainable, {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial})
+
+
+def _trial_name(trial: Any) -> str:
+    return trial.config["trial"]["key"]
+
+
+def trial_status(result: tune.Result) -> str:
+    """finished, diverged, error (failed after its retries) or interrupted (neither ended nor failed)."""
+    status = (result.metrics or {}).get("trial_status")
+    if status in (FINISHED, DIVERGED):
+        return status
+    if result.error is not None:
+        return "error"
+    return "interrupted"
+
+
+def trial_row(result: tune.Result) -> dict[str, Any]:
+    """One report row: the trial's identity, its final values, time and peak memory."""
+    trial = result.config["trial"]
+    config = trial["config"]
+    metrics = dict(result.metrics or {})
+    history = result.metrics_dataframe
+    epochs_rows = history[history["epoch"].notna()] if history is not None and "epoch" in history else None
+    time_s = float(epochs_rows["epoch_time_s"].sum()) if epochs_rows is not None and "epoch_time_s" in epochs_rows else None
+    peak = int(epochs_rows["peak_memory_bytes"].max()) if epochs_rows is not None and "peak_memory_bytes" in epochs_rows and len(epochs_rows) else None
+    status = trial_status(result)
+    row = {
+        "stage": trial["stage"],
+        "trial": trial["key"],
+        "setting": trial["setting"],
+        "seed": trial["seed"],
+        "k": config.get("k"),
+        "edge_norm": config.get("edge_norm"),
+        "genotype_id": trial.get("genotype_id"),
+        "source": trial.get("source"),
+        "status": status,
+        "epochs": metrics.get("epoch"),
+        "epochs_planned": config["epochs"],
+        "time_s": time_s,
+        "peak_memory_bytes": peak,
+        "cpus": trial["cpus"],
+        "gpus": trial["gpus"],
+        "genotype": metrics.get("genotype") if status == FINISHED else None,
+        "error": metrics.get("error") or (str(result.error).splitlines()[0][:300] if result.error else None),
+        "tune_trial_id": metrics.get("trial_id"),
+    }
+    if status == FINISHED:
+        for name in ("train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc", "parameters", "multiply_adds", "images_per_s"):
+            row[name] = metrics.get(name)
+    return {column: row.get(column) for column in TRIAL_COLUMNS}
+
+
+def epoch_rows(result: tune.Result) -> list[dict[str, Any]]:
+    """Every epoch the trial reported (from Tune's own result files), for catching up MLflow."""
+    history = result.metrics_dataframe
+    if history is None or "epoch" not in history:
+        return []
+    return [row for row in history.to_dict("records") if row.get("epoch") == row.get("epoch")]

@@ -1,0 +1,258 @@
+"""MLflow tracking of a study, written by the driver only.
+
+One experiment per study name, one parent run per study, one nested child run per trial.
+Runs are found again by their tags (``pcdarts.study_id`` on the parent, ``pcdarts.trial``
+on a child), so a retried trial, a restored Tune experiment or a resumed study continues
+the same run instead of making a new one. Epoch metrics are logged with the epoch as step,
+and an epoch already logged is never logged twice. Only the driver writes, so a sqlite
+store sees one writer however many trials run at once.
+
+:class:`TrialLogger` is the Ray Tune callback that logs live; :meth:`StudyTracker.catch_up`
+completes a trial's run from Tune's own results at the end of a stage, so nothing the
+callback missed (a driver restart, a tracking-server outage) is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from ray.tune import Callback
+
+from pcdarts_core.errors import UserInputError
+
+STUDY_TAG = "pcdarts.study_id"
+TRIAL_TAG = "pcdarts.trial"
+PARENT_TAG = "mlflow.parentRunId"
+#: Trial statuses and the MLflow run status each ends with.
+RUN_STATUS = {"finished": "FINISHED", "diverged": "FAILED", "error": "FAILED", "interrupted": "KILLED"}
+#: The per-epoch values logged as metrics (whichever a trial reports).
+EPOCH_METRICS = (
+    "lr",
+    "train_loss",
+    "train_acc",
+    "valid_loss",
+    "valid_acc",
+    "test_loss",
+    "test_acc",
+    "drop_path_prob",
+    "epoch_time_s",
+    "images_per_s",
+    "peak_memory_bytes",
+)
+FINAL_METRICS = ("parameters", "multiply_adds")
+
+
+class TrackingError(UserInputError):
+    """MLflow cannot be reached or refuses the study's runs."""
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for key, child in value.items():
+            out.update(_flatten(f"{prefix}.{key}" if prefix else str(key), child))
+        return out
+    return {prefix: json.dumps(value) if isinstance(value, (list, tuple)) else str(value)}
+
+
+class StudyTracker:
+    """The study's MLflow experiment and its runs."""
+
+    def __init__(self, uri: str, experiment_id: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.experiment_id = experiment_id
+        self.client = MlflowClient(uri)
+
+    @classmethod
+    def connect(cls, uri: str, experiment: str, artifact_dir: Path | None) -> StudyTracker:
+        """Open (or create) the study's experiment; fails with a clear message before any trial starts."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        try:
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                location = artifact_dir.resolve().as_uri() if artifact_dir is not None else None
+                experiment_id = client.create_experiment(experiment, artifact_location=location)
+            elif found.lifecycle_stage == "deleted":
+                raise TrackingError(
+                    f"tracking.experiment={experiment!r}: the MLflow experiment is deleted; restore it "
+                    "(mlflow experiments restore) or set tracking.experiment to another name"
+                )
+            else:
+                experiment_id = found.experiment_id
+        except TrackingError:
+            raise
+        except Exception as err:  # MLflow raises several types for an unreachable or broken store
+            reason = " ".join(f"{type(err).__name__}: {err}".split())[:240]
+            raise TrackingError(
+                f"tracking.uri={uri!r}: MLflow is not reachable ({reason}); start the tracking server or fix tracking.uri"
+            ) from None
+        return cls(uri, experiment_id)
+
+    # --- runs -----------------------------------------------------------------------
+    def _find(self, filter_string: str) -> Any | None:
+        runs = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=2)
+        return runs[0] if runs else None
+
+    def study_run(self, study_id: str, name: str, params: dict[str, Any]) -> str:
+        """The study's parent run: found by its study id, or created with the spec as params."""
+        run = self._find(f"tags.`{STUDY_TAG}` = '{study_id}'")
+        if run is None:
+            run = self.client.create_run(self.experiment_id, run_name=name, tags={STUDY_TAG: study_id, "pcdarts.kind": "study"})
+            self._log_params(run.info.run_id, _flatten("", params))
+        elif run.info.status != "RUNNING":
+            self.client.update_run(run.info.run_id, status="RUNNING")
+        return run.info.run_id
+
+    def find_trial_run(self, parent_id: str, key: str) -> Any | None:
+        return self._find(f"tags.`{TRIAL_TAG}` = '{key}' and tags.`{PARENT_TAG}` = '{parent_id}'")
+
+    def trial_run(self, parent_id: str, key: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+        """A trial's child run, RUNNING: found by its key under the parent, or created with the config as params."""
+        run = self.find_trial_run(parent_id, key)
+        if run is None:
+            run = self.client.create_run(
+                self.experiment_id, run_name=key, tags={**tags, TRIAL_TAG: key, PARENT_TAG: parent_id}
+            )
+            self._log_params(run.info.run_id, _flatten("", params))
+        elif run.info.status != "RUNNING":
+            self.client.update_run(run.info.run_id, status="RUNNING")
+        return run.info.run_id
+
+    def trial_runs(self, parent_id: str) -> list[Any]:
+        """Every child run of the study (all pages)."""
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'", max_results=1000, page_token=token
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def last_epoch(self, run_id: str) -> int:
+        return int(self.client.get_run(run_id).data.metrics.get("epoch", 0))
+
+    def _log_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    def log_epochs(self, run_id: str, rows: Iterable[dict[str, Any]], after: int) -> int:
+        """Log the epoch rows whose epoch is above ``after``; returns the last epoch logged."""
+        from mlflow.entities import Metric
+
+        metrics, last = [], after
+        stamp = int(time.time() * 1000)
+        for row in rows:
+            epoch = row.get("epoch")
+            if epoch is None or epoch != epoch or int(epoch) <= last:
+                continue
+            epoch = int(epoch)
+            values = {name: row[name] for name in EPOCH_METRICS if _is_number(row.get(name))}
+            metrics += [Metric(name, float(v), stamp, epoch) for name, v in {**values, "epoch": epoch}.items()]
+            last = max(last, epoch)
+        for start in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
+        return last
+
+    def finish_trial(self, run_id: str, status: str, final: dict[str, Any]) -> None:
+        """Final values, the genotype files and the run's end status."""
+        from mlflow.entities import Metric, RunTag
+
+        stamp = int(time.time() * 1000)
+        metrics = [Metric(name, float(final[name]), stamp, 0) for name in FINAL_METRICS if _is_number(final.get(name))]
+        tags = [RunTag("pcdarts.status", status)]
+        if final.get("error"):
+            tags.append(RunTag("pcdarts.error", str(final["error"])[:5000]))
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        if final.get("genotype"):
+            self.log_genotype(run_id, final["genotype"])
+        self.client.set_terminated(run_id, RUN_STATUS.get(status, "FAILED"))
+
+    def log_genotype(self, run_id: str, text: str) -> None:
+        from pcdarts_core import parse_genotype
+
+        genotype = parse_genotype(text)
+        self.client.log_text(run_id, genotype.to_text() + "\n", "genotype.txt")
+        self.client.log_text(run_id, json.dumps(genotype.to_dict(), indent=2) + "\n", "genotype.json")
+
+    def close_open_runs(self, parent_id: str, status: str = "KILLED") -> None:
+        """End every run of the study still RUNNING (after an interruption); a resume reopens them."""
+        for run in self.trial_runs(parent_id):
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, status)
+        self.client.set_terminated(parent_id, status)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def trial_identity(config: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """(key, tags, params) of a trial from its Tune config."""
+    trial = config["trial"]
+    tags = {"pcdarts.stage": trial["stage"], "pcdarts.setting": trial["setting"], "pcdarts.seed": str(trial["seed"])}
+    if trial.get("genotype_id"):
+        tags["pcdarts.genotype_id"] = trial["genotype_id"]
+    return trial["key"], tags, trial["config"]
+
+
+class TrialLogger(Callback):
+    """Ray Tune callback on the driver: each trial's epochs to its MLflow child run, as they arrive.
+
+    Holds only names and ids when pickled with the Tune experiment; the MLflow client and the
+    trial-to-run map are rebuilt (from the runs' tags) after a restore.
+    """
+
+    def __init__(self, uri: str, experiment_id: str, parent_id: str) -> None:
+        self.uri, self.experiment_id, self.parent_id = uri, experiment_id, parent_id
+        self._tracker: StudyTracker | None = None
+        self._runs: dict[str, tuple[str, int]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_id": self.parent_id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["uri"], state["experiment_id"], state["parent_id"])  # type: ignore[misc]
+
+    @property
+    def tracker(self) -> StudyTracker:
+        if self._tracker is None:
+            self._tracker = StudyTracker(self.uri, self.experiment_id)
+        return self._tracker
+
+    def _run_of(self, trial: Any) -> tuple[str, int]:
+        key, tags, params = trial_identity(trial.config)
+        if key not in self._runs:
+            run_id = self.tracker.trial_run(self.parent_id, key, tags, params)
+            self._runs[key] = (run_id, self.tracker.last_epoch(run_id))
+        return self._runs[key]
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._guarded(lambda: self._run_of(trial))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        def log() -> None:
+            run_id, last = self._run_of(trial)
+            self._runs[trial.config["trial"]["key"]] = (run_id, self.tracker.log_epochs(run_id, [result], last))
+
+        self._guarded(log)
+
+    def _guarded(self, action: Any) -> None:
+        # A tracking outage must not stop the trials: the stage's catch-up logs what was missed.
+        try:
+            action()
+        except Exception as err:  # noqa: BLE001
+            self._tracker = None
+            self._runs.clear()
+            print(f"warning: MLflow logging failed ({type(err).__name__}: {str(err)[:160]}); it catches up at the end of the stage")
