@@ -21,3 +21,8 @@ class SpecError(UserInputError):
 
 class StudyInterrupted(RuntimeError):
     """The study stopped before its stages were done (Ctrl-C or a stage left trials unfinished)."""
+
+
+def error_line(error: BaseException) -> str:
+    """The first line of an error's message (its type when the message is empty)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

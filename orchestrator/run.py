@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     spec, raw = load_spec(args.spec, args.overrides)
     folder = (args.out or Path("studies") / spec.name).expanduser()
-    from .study import Study, describe_plan, ray_session
+    from .study import SPEC_FILE, Study, describe_plan, preflight, ray_session
 
     if args.dry_run:
         print(describe_plan(spec, folder))
@@ -54,16 +54,19 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # One checkpoint kept per trial forces a Tune state snapshot per epoch; that is intended here.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # The spec saved in the folder has the --set overrides applied: resuming needs nothing else.
+    again = f"continue with: python -m orchestrator.run {folder / SPEC_FILE} --resume --out {folder}"
     try:
-        # Ray first: an unreachable cluster is reported before the study folder is made.
+        if not args.resume:
+            preflight(spec, folder)  # nothing is written before the data, MLflow and Ray are known to work
         with ray_session(spec, args.verbose):
             study = Study.resume(folder, spec, raw) if args.resume else Study.create(folder, spec, raw)
             study.run(verbose=args.verbose)
     except StudyInterrupted as err:
-        print(f"interrupted: {err}; continue with: python -m orchestrator.run {args.spec} --resume --out {folder}", file=sys.stderr)
+        print(f"interrupted: {err}; {again}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print(f"interrupted; continue with: python -m orchestrator.run {args.spec} --resume --out {folder}", file=sys.stderr)
+        print(f"interrupted; {again}", file=sys.stderr)
         return 130
     print(f"done: reports in {folder} (trials.csv, summary.csv, summary.md)")
     return 0

@@ -113,9 +113,12 @@ class StudySpec(Section):
         return self.tracking.experiment or self.name
 
     def storage_path(self, study_dir: Path) -> str:
+        """Ray Tune's storage; a relative path is taken from the study folder."""
         if self.storage is None:
             return str((study_dir / "tune").resolve())
-        return self.storage if "://" in self.storage else str(Path(self.storage).expanduser().resolve())
+        if "://" in self.storage:
+            return self.storage
+        return str((study_dir / Path(self.storage).expanduser()).resolve())
 
 
 # --- the search grid --------------------------------------------------------------------
@@ -157,6 +160,8 @@ def search_axes(spec: StudySpec) -> tuple[dict[str, Any], dict[str, list[Any]]]:
         else:
             fixed[key] = value
     swept["seed"] = swept.pop("seed", [fixed.pop("seed", None)])
+    if "steps" in swept:
+        raise SpecError("search.steps", "one value per study: the retrained and random cells share one size")
     return fixed, swept
 
 
@@ -167,15 +172,20 @@ def search_grid(spec: StudySpec) -> list[tuple[dict[str, Any], SearchConfig]]:
     points: list[dict[str, Any]] = [{}]
     for key, values in swept.items():
         points = [{**p, key: v} for p in points for v in values]
-    grid = []
+    grid: list[tuple[dict[str, Any], SearchConfig]] = []
     for point in points:
         try:
-            grid.append((point, SearchConfig(**base, **point)))
+            config = SearchConfig(**{**base, **point})
+            grid.append((point, config))
         except ConfigError as err:
             section = "dataset" if err.field in DATASET_FIELDS else "search"
             field = DATASET_FIELDS.get(err.field, err.field)
             where = ", ".join(f"{k}={v}" for k, v in point.items() if k in swept and len(swept[k]) > 1)
             raise SpecError(f"{section}.{field}", f"{err}" + (f" (at grid point {where})" if where else "")) from None
+        twin = next((p for p, c in grid[:-1] if c == config), None)
+        if twin is not None:
+            key = next(k for k in point if repr(point[k]) != repr(twin[k]))
+            raise SpecError(f"search.{key}", f"{twin[key]!r} and {point[key]!r} are the same setting: list each value once")
     return grid
 
 
@@ -211,6 +221,8 @@ def retrain_config(spec: StudySpec, seed: int) -> TrainConfig:
     allowed = (set(TrainConfig.model_fields) - set(DATASET_FIELDS) - STUDY_FIELDS) | RETRAIN_OWN
     _check_keys("retrain", raw, allowed)
     protocol = raw.pop("protocol", "cifar")
+    if protocol not in ("cifar", "imagenet"):
+        raise SpecError("retrain.protocol", f"{protocol!r}: use cifar or imagenet")
     raw.pop("seeds", None)
     for key, value in raw.items():
         if isinstance(value, (list, dict)):
@@ -221,8 +233,6 @@ def retrain_config(spec: StudySpec, seed: int) -> TrainConfig:
     except ConfigError as err:
         section = "dataset" if err.field in DATASET_FIELDS else "retrain"
         raise SpecError(f"{section}.{DATASET_FIELDS.get(err.field, err.field)}", str(err)) from None
-    except (KeyError, ValueError) as err:
-        raise SpecError("retrain.protocol", f"{protocol!r}: {err}; use cifar or imagenet") from None
 
 
 # --- loading --------------------------------------------------------------------------
@@ -282,6 +292,8 @@ def parse_spec(raw: dict[str, Any], source: str = "spec") -> StudySpec:
         else:
             problem = f"{first['msg']} (got {first.get('input')!r})"
         raise SpecError(path, problem, source=source) from None
+    except TypeError as err:  # a value of a shape no check expected (a list where one value belongs)
+        raise SpecError("", f"{err}; check the types of the values against the README's spec table", source=source) from None
 
 
 def load_spec(path: Path, overrides: list[str] | None = None) -> tuple[StudySpec, dict[str, Any]]:

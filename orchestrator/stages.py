@@ -12,44 +12,22 @@ from typing import Any, Callable
 
 from ray import tune
 
-from .errors import StudyInterrupted
+from .errors import StudyInterrupted, error_line
 from .spec import StudySpec
 from .trainables import DIVERGED, FINISHED
 
-#: Columns every trial row has, in this order (the report adds its own).
+#: The final values of a finished trial, from its last report.
+FINAL_VALUES = ("train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc", "parameters", "multiply_adds", "images_per_s")
+#: Columns every trial row has, in this order.
 TRIAL_COLUMNS = (
-    "stage",
-    "trial",
-    "setting",
-    "seed",
-    "k",
-    "edge_norm",
-    "genotype_id",
-    "source",
-    "status",
-    "epochs",
-    "epochs_planned",
-    "train_loss",
-    "train_acc",
-    "valid_loss",
-    "valid_acc",
-    "test_loss",
-    "test_acc",
-    "parameters",
-    "multiply_adds",
-    "time_s",
-    "images_per_s",
-    "peak_memory_bytes",
-    "cpus",
-    "gpus",
-    "genotype",
-    "error",
-    "tune_trial_id",
+    *("stage", "trial", "setting", "seed", "k", "edge_norm", "genotype_id", "source", "status", "epochs", "epochs_planned"),
+    *FINAL_VALUES,
+    *("time_s", "peak_memory_bytes", "cpus", "gpus", "genotype", "error", "tune_trial_id"),
 )
 
 
 def run_stage(
-    stage: str,
+    name: str,
     trainable: Callable[[dict[str, Any]], None],
     trials: list[dict[str, Any]],
     spec: StudySpec,
@@ -57,9 +35,9 @@ def run_stage(
     callbacks: list[tune.Callback],
     verbose: bool,
 ) -> list[tune.Result]:
-    """Run (or continue) one stage's Tune experiment; returns one result per trial, in trial order."""
+    """Run (or continue) the Tune experiment ``name`` of one stage; returns one result per trial, in trial order."""
     resources = spec.resources
-    name = f"{spec.name}-{stage}"
+    stage = trials[0]["stage"]
     path = f"{storage_path.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=_with_resources(trainable, spec), resume_unfinished=True, resume_errored=True)
@@ -114,7 +92,10 @@ def trial_row(result: tune.Result) -> dict[str, Any]:
     config = trial["config"]
     metrics = dict(result.metrics or {})
     history = result.metrics_dataframe
-    epochs_rows = history[history["epoch"].notna()] if history is not None and "epoch" in history else None
+    epochs_rows = None
+    if history is not None and "epoch" in history:
+        # a trial restored after its last checkpoint reports its last epoch again: count each epoch once
+        epochs_rows = history[history["epoch"].notna()].drop_duplicates("epoch", keep="last")
     time_s = float(epochs_rows["epoch_time_s"].sum()) if epochs_rows is not None and "epoch_time_s" in epochs_rows else None
     peak = int(epochs_rows["peak_memory_bytes"].max()) if epochs_rows is not None and "peak_memory_bytes" in epochs_rows and len(epochs_rows) else None
     status = trial_status(result)
@@ -135,12 +116,11 @@ def trial_row(result: tune.Result) -> dict[str, Any]:
         "cpus": trial["cpus"],
         "gpus": trial["gpus"],
         "genotype": metrics.get("genotype") if status == FINISHED else None,
-        "error": metrics.get("error") or (str(result.error).splitlines()[0][:300] if result.error else None),
+        "error": metrics.get("error") or (error_line(result.error) if result.error else None),
         "tune_trial_id": metrics.get("trial_id"),
     }
     if status == FINISHED:
-        for name in ("train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc", "parameters", "multiply_adds", "images_per_s"):
-            row[name] = metrics.get(name)
+        row.update({name: metrics.get(name) for name in FINAL_VALUES})
     return {column: row.get(column) for column in TRIAL_COLUMNS}
 
 

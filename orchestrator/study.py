@@ -27,7 +27,7 @@ import yaml
 from pcdarts_core.checkpoint import atomic_write_text
 from pcdarts_core.errors import UserInputError
 
-from .errors import SpecError, StudyInterrupted
+from .errors import SpecError, StudyInterrupted, error_line
 from .reports import RANDOM, read_table, summarize, summary_metrics, write_reports
 from .selection import baseline_genotypes, canonical_genotype, select_genotypes
 from .spec import StudySpec, parse_spec, retrain_config, retrain_seeds, search_grid, setting_label
@@ -150,6 +150,9 @@ class Study:
             "name": spec.name,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "stages_done": [],
+            # resolved once, so that a resume from another working directory finds the same places
+            "mlflow_uri": spec.tracking_uri(folder),
+            "storage_path": spec.storage_path(folder),
         }
         study = cls(folder, spec, state)
         study._save_state()
@@ -163,11 +166,10 @@ class Study:
         saved_raw = yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8"))
         saved = parse_spec(saved_raw, source=str(folder / SPEC_FILE))
         if spec is not None:
-            old, new = saved.model_dump(exclude={"ray"}), spec.model_dump(exclude={"ray"})
-            changed = sorted(k for k in new if new[k] != old[k])
-            if changed:
+            changed = first_difference(saved.model_dump(exclude={"ray"}), spec.model_dump(exclude={"ray"}))
+            if changed is not None:
                 raise SpecError(
-                    changed[0],
+                    changed,
                     f"differs from the study in {folder} (saved in {SPEC_FILE}); resume with the same spec and --set "
                     "values, or start a new study with another --out",
                     source="--resume",
@@ -196,12 +198,12 @@ class Study:
         from .tracking import StudyTracker
 
         spec, folder = self.spec, self.folder
-        uri = spec.tracking_uri(folder)
+        uri = self.state["mlflow_uri"]
         artifacts = folder / "mlartifacts" if spec.tracking.uri is None else None
         tracker = StudyTracker.connect(uri, spec.experiment_name(), artifacts)
         parent = tracker.study_run(self.state["study_id"], spec.name, spec.model_dump())
         if "mlflow_run_id" not in self.state:
-            self.state.update(mlflow_run_id=parent, mlflow_uri=uri, mlflow_experiment_id=tracker.experiment_id)
+            self.state.update(mlflow_run_id=parent, mlflow_experiment_id=tracker.experiment_id)
             self._save_state()
         say(f"study {spec.name}: folder {folder}, MLflow run {parent} in experiment {spec.experiment_name()!r} at {uri}")
         try:
@@ -226,7 +228,9 @@ class Study:
 
         say(f"stage {stage}: {len(trials)} trials")
         callbacks = [TrialLogger(tracker.uri, tracker.experiment_id, parent), StageProgress(stage, metric, mode)]
-        results = run_stage(stage, trainable, trials, self.spec, self.spec.storage_path(self.folder), callbacks, verbose)
+        # The study id in the experiment's name: another study of the same name in a shared storage is never restored.
+        experiment = f"{self.spec.name}-{self.state['study_id'][:8]}-{stage}"
+        results = run_stage(experiment, trainable, trials, self.spec, self.state["storage_path"], callbacks, verbose)
         catch_up(tracker, parent, results)
         rows = pd.DataFrame([trial_row(r) for r in results])
         atomic_write_text(self.folder / f"{stage}.csv", rows.to_csv(index=False))
@@ -289,23 +293,63 @@ class Study:
         return paths
 
 
+def first_difference(old: Any, new: Any, path: str = "") -> str | None:
+    """The dotted path of the first value that differs between two nested dictionaries, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(dict.fromkeys([*old, *new])):
+            found = first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+        return None
+    return None if old == new else path
+
+
+def check_data(spec: StudySpec) -> None:
+    """Load the dataset once on the driver before any trial: a missing or malformed dataset is one
+    clear error instead of every trial failing, and CIFAR is downloaded once, not by each trial."""
+    from pcdarts_core import load_dataset
+    from pcdarts_core.errors import DataError
+
+    d = spec.dataset
+    try:
+        data = load_dataset(d.name, d.root, download=d.download, image_size=d.image_size)
+    except DataError as err:
+        raise SpecError("dataset", str(err)) from None
+    if data.test is None:
+        raise SpecError("dataset.root", f"{d.root}: has no test split (val/ or test/), which the retrain stage reports; add one")
+
+
+def preflight(spec: StudySpec, folder: Path) -> None:
+    """Checks before a new study writes anything: the folder is free, the data loads, and a tracking
+    server given in the spec answers."""
+    if (folder / STATE_FILE).exists():
+        raise UserInputError(f"--out {folder}: already holds a study; pass --resume to continue it or choose another --out")
+    check_data(spec)
+    if spec.tracking.uri is not None:
+        from .tracking import StudyTracker
+
+        StudyTracker.connect(spec.tracking.uri, spec.experiment_name(), None)
+
+
 def catch_up(tracker: Any, parent: str, results: list[Any]) -> None:
-    """Complete every trial's MLflow run from Tune's own results: epochs the live logger missed,
-    final values, genotype files and the end status. Runs already complete are left alone."""
+    """Complete every trial's MLflow run from Tune's own results: epochs the live logger missed
+    (a driver restart, a tracking outage), then, if the run is not ended yet, its final values,
+    genotype files and end status."""
     from .stages import epoch_rows
     from .tracking import trial_identity
 
     for result in results:
         key, tags, params = trial_identity(result.config)
         existing = tracker.find_trial_run(parent, key)
-        if existing is not None and existing.info.status != "RUNNING" and "pcdarts.status" in existing.data.tags:
+        ended = existing is not None and existing.info.status != "RUNNING" and "pcdarts.status" in existing.data.tags
+        run_id = existing.info.run_id if ended else tracker.trial_run(parent, key, tags, params)
+        tracker.log_epochs(run_id, epoch_rows(result), tracker.logged_epochs(run_id))
+        if ended:
             continue
-        run_id = tracker.trial_run(parent, key, tags, params)
-        tracker.log_epochs(run_id, epoch_rows(result), tracker.last_epoch(run_id))
         status = trial_status(result)
         final = dict(result.metrics or {})
         if result.error is not None and not final.get("error"):
-            final["error"] = str(result.error).splitlines()[0]
+            final["error"] = error_line(result.error)
         tracker.finish_trial(run_id, status, final if status == "finished" else {"error": final.get("error")})
 
 
@@ -330,11 +374,13 @@ def ray_session(spec: StudySpec, verbose: bool) -> Iterator[None]:
             ray.init(num_cpus=spec.ray.num_cpus, num_gpus=spec.ray.num_gpus, **options)
     except (ConnectionError, RuntimeError, ValueError) as err:
         reason = " ".join(str(err).split())[:200]
-        raise SpecError(
-            "ray.address",
-            f"{spec.ray.address!r}: cannot start or join Ray ({reason}); start the cluster (ray start --head) "
-            "or fix ray.address (none = a local Ray)",
-        ) from None
+        if spec.ray.address:
+            raise SpecError(
+                "ray.address",
+                f"{spec.ray.address!r}: cannot join Ray ({reason}); start the cluster (ray start --head) "
+                "or fix ray.address (leave it out for a local Ray)",
+            ) from None
+        raise SpecError("ray", f"cannot start a local Ray ({reason}); check ray.num_cpus and ray.num_gpus") from None
     try:
         check_resources(spec, ray.cluster_resources())
         yield

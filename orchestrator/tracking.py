@@ -15,6 +15,7 @@ callback missed (a driver restart, a tracking-server outage) is lost.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,26 +23,15 @@ from typing import Any, Iterable
 from ray.tune import Callback
 
 from pcdarts_core.errors import UserInputError
+from pcdarts_core.records import EpochRecord, TrainRecord
 
 STUDY_TAG = "pcdarts.study_id"
 TRIAL_TAG = "pcdarts.trial"
 PARENT_TAG = "mlflow.parentRunId"
 #: Trial statuses and the MLflow run status each ends with.
 RUN_STATUS = {"finished": "FINISHED", "diverged": "FAILED", "error": "FAILED", "interrupted": "KILLED"}
-#: The per-epoch values logged as metrics (whichever a trial reports).
-EPOCH_METRICS = (
-    "lr",
-    "train_loss",
-    "train_acc",
-    "valid_loss",
-    "valid_acc",
-    "test_loss",
-    "test_acc",
-    "drop_path_prob",
-    "epoch_time_s",
-    "images_per_s",
-    "peak_memory_bytes",
-)
+#: The per-epoch values logged as metrics: the numbers of the core's epoch records (search or retrain).
+EPOCH_METRICS = tuple(dict.fromkeys(n for n in (*EpochRecord.SCALARS, *TrainRecord.SCALARS) if n not in ("epoch", "arch_frozen")))
 FINAL_METRICS = ("parameters", "multiply_adds")
 
 
@@ -137,8 +127,9 @@ class StudyTracker:
             if not token:
                 return runs
 
-    def last_epoch(self, run_id: str) -> int:
-        return int(self.client.get_run(run_id).data.metrics.get("epoch", 0))
+    def logged_epochs(self, run_id: str) -> set[int]:
+        """The epochs already logged to a run (its ``epoch`` metric's steps)."""
+        return {int(m.step) for m in self.client.get_metric_history(run_id, "epoch")}
 
     def _log_params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param
@@ -147,23 +138,23 @@ class StudyTracker:
         for start in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[start : start + 100])
 
-    def log_epochs(self, run_id: str, rows: Iterable[dict[str, Any]], after: int) -> int:
-        """Log the epoch rows whose epoch is above ``after``; returns the last epoch logged."""
+    def log_epochs(self, run_id: str, rows: Iterable[dict[str, Any]], logged: set[int]) -> set[int]:
+        """Log the epoch rows whose epoch is not in ``logged`` (each epoch once); returns the epochs now logged."""
         from mlflow.entities import Metric
 
-        metrics, last = [], after
+        metrics, logged = [], set(logged)
         stamp = int(time.time() * 1000)
         for row in rows:
             epoch = row.get("epoch")
-            if epoch is None or epoch != epoch or int(epoch) <= last:
+            if not _is_number(epoch) or int(epoch) in logged:
                 continue
             epoch = int(epoch)
             values = {name: row[name] for name in EPOCH_METRICS if _is_number(row.get(name))}
             metrics += [Metric(name, float(v), stamp, epoch) for name, v in {**values, "epoch": epoch}.items()]
-            last = max(last, epoch)
+            logged.add(epoch)
         for start in range(0, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
-        return last
+        return logged
 
     def finish_trial(self, run_id: str, status: str, final: dict[str, Any]) -> None:
         """Final values, the genotype files and the run's end status."""
@@ -180,11 +171,13 @@ class StudyTracker:
         self.client.set_terminated(run_id, RUN_STATUS.get(status, "FAILED"))
 
     def log_genotype(self, run_id: str, text: str) -> None:
+        """``genotype.json`` and ``genotype.txt``, the same files ``python -m pcdarts_core.search`` writes."""
         from pcdarts_core import parse_genotype
+        from pcdarts_core.cli import write_genotype
 
-        genotype = parse_genotype(text)
-        self.client.log_text(run_id, genotype.to_text() + "\n", "genotype.txt")
-        self.client.log_text(run_id, json.dumps(genotype.to_dict(), indent=2) + "\n", "genotype.json")
+        with tempfile.TemporaryDirectory(prefix="pcdarts-genotype-") as folder:
+            write_genotype(Path(folder), parse_genotype(text))
+            self.client.log_artifacts(run_id, folder)
 
     def close_open_runs(self, parent_id: str, status: str = "KILLED") -> None:
         """End every run of the study still RUNNING (after an interruption); a resume reopens them."""
@@ -217,7 +210,7 @@ class TrialLogger(Callback):
     def __init__(self, uri: str, experiment_id: str, parent_id: str) -> None:
         self.uri, self.experiment_id, self.parent_id = uri, experiment_id, parent_id
         self._tracker: StudyTracker | None = None
-        self._runs: dict[str, tuple[str, int]] = {}
+        self._runs: dict[str, tuple[str, set[int]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_id": self.parent_id}
@@ -231,20 +224,36 @@ class TrialLogger(Callback):
             self._tracker = StudyTracker(self.uri, self.experiment_id)
         return self._tracker
 
-    def _run_of(self, trial: Any) -> tuple[str, int]:
+    def _run_of(self, trial: Any) -> tuple[str, set[int]]:
         key, tags, params = trial_identity(trial.config)
         if key not in self._runs:
             run_id = self.tracker.trial_run(self.parent_id, key, tags, params)
-            self._runs[key] = (run_id, self.tracker.last_epoch(run_id))
+            self._runs[key] = (run_id, self.tracker.logged_epochs(run_id))
         return self._runs[key]
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        def finish() -> None:
+            run_id, _ = self._run_of(trial)
+            result = trial.last_result or {}
+            status = result.get("trial_status", "error")
+            self.tracker.finish_trial(run_id, status, result if status == "finished" else {"error": result.get("error")})
+
+        self._guarded(finish)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        def finish() -> None:
+            run_id, _ = self._run_of(trial)
+            self.tracker.finish_trial(run_id, "error", {"error": f"the trial failed after its retries (Ray Tune's error file: {trial.error_file})"})
+
+        self._guarded(finish)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._guarded(lambda: self._run_of(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         def log() -> None:
-            run_id, last = self._run_of(trial)
-            self._runs[trial.config["trial"]["key"]] = (run_id, self.tracker.log_epochs(run_id, [result], last))
+            run_id, logged = self._run_of(trial)
+            self._runs[trial.config["trial"]["key"]] = (run_id, self.tracker.log_epochs(run_id, [result], logged))
 
         self._guarded(log)
 

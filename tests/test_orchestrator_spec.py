@@ -80,9 +80,16 @@ def test_grid_crosses_every_list_with_seeds_innermost():
         ({"resources__gpus_per_trial": 1.5}, "resources.gpus_per_trial", "fraction"),
         ({"name": "my study/1"}, "name", "letters"),
         ({"dataset": DELETE}, "dataset", "missing"),
+        ({"search__k": [2, 2.0]}, "search.k", "same setting"),
+        ({"search__steps": [3, 4]}, "search.steps", "one value per study"),
+        ({"retrain__protocol": ["imagenet"]}, "retrain.protocol", "cifar or imagenet"),
+        ({"search__train_subset": [64, 128]}, "", ""),  # a valid axis, also given under dataset: the search's wins
     ],
 )
 def test_bad_specs_name_the_key_and_the_fix(changes, path, words):
+    if not path:
+        assert {t["config"]["train_subset"] for t in search_trials(parse_spec(spec_with(**changes)))} == {64, 128}
+        return
     with pytest.raises(SpecError) as caught:
         parse_spec(spec_with(**changes), source="study.yaml")
     message = str(caught.value)
@@ -230,3 +237,15 @@ def test_shipped_specs_are_valid(name):
     spec, _ = load_spec(REPO / "experiments" / f"{name}.yaml")
     trials = search_trials(spec)
     assert trials and describe_plan(spec, Path("studies") / spec.name)
+
+
+def test_resume_names_the_first_changed_key_and_data_is_checked_first(tmp_path):
+    from orchestrator.study import check_data, first_difference
+
+    spec = parse_spec(spec_with())
+    assert first_difference(spec.model_dump(), spec.model_dump()) is None
+    changed = parse_spec(spec_with(search__epochs=3))
+    assert first_difference(spec.model_dump(), changed.model_dump()) == "search.epochs"
+    check_data(spec)  # the shipped subset loads
+    with pytest.raises(SpecError, match=r"^spec: dataset: .*data-root|^spec: dataset: .*root"):
+        check_data(parse_spec(spec_with(dataset={"name": "imagefolder", "root": str(tmp_path / "none")})))

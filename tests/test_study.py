@@ -61,7 +61,7 @@ def _study(args: list[str], env: dict, cwd: Path) -> subprocess.Popen:
 
 def _finished_search_trials(folder: Path) -> int:
     count = 0
-    for result in (folder / "tune" / "tiny-search").glob("*/result.json"):
+    for result in (folder / "tune").glob("tiny-*-search/*/result.json"):
         if '"trial_status": "finished"' in result.read_text():
             count += 1
     return count
