@@ -153,9 +153,8 @@ def summary_markdown(name: str, summary: pd.DataFrame, selection: pd.DataFrame, 
     return "\n".join(lines) + "\n"
 
 
-def write_reports(folder: Path, name: str, trials: pd.DataFrame, selection: pd.DataFrame, settings: list[str]) -> dict[str, Path]:
-    """Write trials.csv, summary.csv and summary.md (atomically) and return their paths."""
-    summary = summarize(trials, selection, settings)
+def write_reports(folder: Path, name: str, trials: pd.DataFrame, selection: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Path]:
+    """Write trials.csv, summary.csv (``summary`` from :func:`summarize`) and summary.md, atomically; return their paths."""
     paths = {"trials": folder / "trials.csv", "summary": folder / "summary.csv", "summary_md": folder / "summary.md"}
     atomic_write_text(paths["trials"], trials.to_csv(index=False))
     atomic_write_text(paths["summary"], summary.to_csv(index=False))

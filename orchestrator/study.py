@@ -278,8 +278,8 @@ class Study:
             tables.append(read_table(self.folder / "retrain.csv"))
         trials = pd.concat(tables, ignore_index=True)
         selection = read_table(self.folder / "selection.csv")
-        paths = write_reports(self.folder, self.spec.name, trials, selection, self.settings)
         summary = summarize(trials, selection, self.settings)
+        paths = write_reports(self.folder, self.spec.name, trials, selection, summary)
         from mlflow.entities import Metric
 
         metrics = [Metric(k, float(v), 0, 0) for k, v in summary_metrics(summary).items()]
