@@ -23,16 +23,15 @@ JSON. It is a measurement, so it always exits 0.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from _common import MiB, machine, saved_activation_bytes, sync
 
 from pcdarts_core import SearchConfig, SearchNetwork
 from pcdarts_core.architect import Architect
@@ -40,41 +39,6 @@ from pcdarts_core.devices import resolve_device
 from pcdarts_core.searcher import search_step
 
 TARGETS = {"saved_ratio": 0.33, "time_ratio": 0.45}  # at K=4, relative to K=1
-MiB = 2**20
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def saved_activation_bytes(model: SearchNetwork, x: torch.Tensor) -> int:
-    """Bytes of the distinct storages autograd saves in one forward pass, parameters/buffers excluded."""
-    excluded = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
-    seen: dict[tuple[str, int], int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr not in excluded:
-            seen[(str(t.device), ptr)] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x)  # kept alive until counted, so no saved storage can be freed and reused
-        total = sum(seen.values())
-    del out
-    return total
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class Stepper:
@@ -177,21 +141,6 @@ def print_table(rows: list[dict[str, Any]], on_cuda: bool) -> None:
             f"{fmt(r['saved_ratio'], '.3f'):>9} {fmt(r['time_ratio'], '.3f'):>8}"
         )
         print(line + (f" {r['peak_step_cuda_bytes'] / MiB:>13.1f}" if on_cuda else ""))
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    return {
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "load_avg_1min_at_start": os.getloadavg()[0],
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -7,29 +7,51 @@ and subtracts ``η · ∇²_{α,w} L_train · ∇w' L_val``, the Hessian-vector 
 estimated by central finite differences with ``ε = 0.01 / ‖∇w' L_val‖``.
 The unrolled and perturbed weights are passed to the model with
 ``torch.func.functional_call``, so the live weights are never modified.
+
+The forward passes run as the search is configured (``logits_of``: autocast, a compiled model);
+α/β, their gradients and Adam's state stay float32 whatever the precision.
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
 from .config import SearchConfig
+from .speed import full_precision
 from .supernet import SearchNetwork
 
 
+Logits = Callable[[torch.Tensor], torch.Tensor]
+
+
 class Architect:
-    def __init__(self, model: SearchNetwork, config: SearchConfig) -> None:
+    """The α/β optimiser and its step. ``autocast`` makes the context of the second-order passes
+    (the first-order pass goes through ``logits_of``); ``optimizer_options`` choose Adam's kernels."""
+
+    def __init__(
+        self,
+        model: SearchNetwork,
+        config: SearchConfig,
+        *,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        optimizer_options: Optional[dict[str, Any]] = None,
+    ) -> None:
         self.model = model
         self.order = config.order
         self.momentum = config.momentum
         self.weight_decay = config.weight_decay
+        self.autocast = autocast
         self.optimizer = torch.optim.Adam(
             model.arch_parameters(),
             lr=config.arch_lr,
             betas=(config.arch_beta1, config.arch_beta2),
             weight_decay=config.arch_weight_decay,
+            **(optimizer_options or {}),
         )
 
     def step(
@@ -40,10 +62,14 @@ class Architect:
         y_valid: torch.Tensor,
         lr: float,
         weight_optimizer: torch.optim.Optimizer,
+        logits_of: Optional[Logits] = None,
     ) -> None:
+        """One Adam step of α/β; ``logits_of`` computes a batch's logits as the search is configured
+        (default: the model itself)."""
         params = self.model.arch_parameters()
         if self.order == "first":
-            loss = F.cross_entropy(self.model(x_valid), y_valid)
+            logits = (logits_of or self.model)(x_valid)
+            loss = F.cross_entropy(full_precision(logits), y_valid)
             # Only α/β gradients: the weight gradients of this pass would be thrown away.
             grads = torch.autograd.grad(loss, params)
         else:
@@ -74,10 +100,14 @@ class Architect:
             # Private copies of the BN buffers: the virtual passes must not touch the running stats.
             buffers = {n: b.clone() for n, b in model.named_buffers()}
             tensors = {**dict(zip(weight_names, new_weights)), **arch_tensors, **buffers}
-            return F.cross_entropy(functional_call(model, tensors, (x,)), y)
+            with self.autocast():
+                logits = functional_call(model, tensors, (x,))
+            return F.cross_entropy(full_precision(logits), y)
 
         # One virtual SGD step with momentum and weight decay.
-        train_grads = torch.autograd.grad(F.cross_entropy(model(x_train), y_train), weights)
+        with self.autocast():
+            train_logits = model(x_train)
+        train_grads = torch.autograd.grad(F.cross_entropy(full_precision(train_logits), y_train), weights)
         unrolled = []
         for w, g in zip(weights, train_grads):
             buf = weight_optimizer.state.get(w, {}).get("momentum_buffer")

@@ -3,7 +3,8 @@
 ``StrictConfig`` is the base of every settings object: frozen, unknown keys
 rejected, and every invalid value raised as one
 :class:`~pcdarts_core.errors.ConfigError` naming the field and the fix.
-``RunSettings`` holds what searches and retrainings share (data, seed, device);
+``RunSettings`` holds what searches and retrainings share (data, seed, device and the speed
+options of :mod:`pcdarts_core.speed`);
 ``SearchConfig`` adds the search, with the PC-DARTS CIFAR-10 protocol (Xu et al.,
 2020, and the authors' ``train_search.py``) as defaults. The retraining settings
 live in :mod:`pcdarts_core.train_config`.
@@ -78,6 +79,11 @@ class RunSettings(StrictConfig):
     seed: int = Field(0, ge=0)
     deterministic: bool = Field(False, description="deterministic kernels (slower on a GPU)")
     device: str = Field("auto", description="'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'")
+    # speed: kernels only (see pcdarts_core.speed); a run may resume with other values
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="'bf16': bfloat16 autocast; 'auto': bf16 on a GPU, fp32 on the CPU"
+    )
+    channels_last: Optional[bool] = Field(None, description="channels-last memory format (default: on a GPU only)")
 
     @field_validator("device")
     @classmethod
@@ -124,6 +130,7 @@ class SearchConfig(RunSettings):
     arch_weight_decay: float = Field(1e-3, ge=0)
     order: Literal["first", "second"] = Field("first", description="architecture gradient: first order or unrolled second order")
     cutout: int = Field(0, ge=0, description="cutout length on training batches (0 = off)")
+    compile: bool = Field(False, description="torch.compile the supernet's forward pass (pays on a GPU; the first steps compile)")
 
     @model_validator(mode="after")
     def _check(self) -> SearchConfig:

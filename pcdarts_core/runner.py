@@ -61,8 +61,11 @@ class EpochRunner(Generic[ConfigT, RecordT]):
     RECORD: ClassVar[Any]
     #: The error raised when the run diverges: ``DIVERGED(epoch, loss, what)``.
     DIVERGED: ClassVar[Callable[..., Diverged]]
-    #: Settings that may differ from the checkpoint's when resuming: they do not change the run.
-    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"data_root", "download", "device", "epochs", "deterministic"})
+    #: Settings that may differ from the checkpoint's when resuming: they do not change the run
+    #: (a new precision or memory format changes the kernels, like a new device).
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
+        {"data_root", "download", "device", "epochs", "deterministic", "precision", "channels_last"}
+    )
     CHECKPOINT_FORMAT: ClassVar[int] = 1
 
     def __init__(self, config: ConfigT, data: DatasetBundle | None) -> None:

@@ -6,6 +6,10 @@ RNG states) and can save it to and restore it from one checkpoint file, so a
 resumed search continues exactly where it stopped. ``Search.epochs()`` runs the
 remaining epochs and yields an :class:`EpochRecord` after each; ``run_search``
 is the one-call form with a callback hook.
+
+The speed options (:mod:`pcdarts_core.speed`: bf16 autocast, channels-last, fused optimisers, and
+``compile``) change kernels only; the loop never reads a tensor on the host inside an epoch (the
+losses and accuracies are summed on the device and read once per epoch).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .genotype import Genotype
 from .records import EpochRecord
 from .runner import EpochRunner, StepCallback, Totals, split_training_set
 from .schedules import learning_rate
+from .speed import check_memory_format, full_precision, load_optimizer_state, optimizer_kernels, speed_options
 from .supernet import SearchNetwork
 
 __all__ = ["Search", "SearchDiverged", "SearchResult", "cosine_factor", "run_search", "search_step"]
@@ -51,13 +56,17 @@ def search_step(
     valid_batch: tuple[torch.Tensor, torch.Tensor] | None,
     lr: float,
     grad_clip: float,
+    logits_of: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One search step: an architecture step on ``valid_batch`` (unless ``None``: warm-up),
-    then a weight step on ``(x, y)``. Returns the weight step's loss and logits, detached."""
+    then a weight step on ``(x, y)``. ``logits_of`` computes a batch's logits as the search is
+    configured (autocast, compiled model; default: ``model``); the loss is taken in float32.
+    Returns the weight step's loss and logits, detached."""
+    logits_of = logits_of or model
     if valid_batch is not None:
-        architect.step(x, y, *valid_batch, lr, weight_optimizer)
+        architect.step(x, y, *valid_batch, lr, weight_optimizer, logits_of=logits_of)
     weight_optimizer.zero_grad(set_to_none=True)
-    logits = model(x)
+    logits = full_precision(logits_of(x))
     loss = F.cross_entropy(logits, y)
     loss.backward()
     # Clip what the optimiser steps (the weights), without re-filtering the model's parameters each step.
@@ -78,6 +87,8 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
     CONFIG = SearchConfig
     RECORD = EpochRecord
     DIVERGED = SearchDiverged
+    #: Compiling changes how the same operations run, like the other speed options.
+    RESUMABLE_CHANGES = EpochRunner.RESUMABLE_CHANGES | {"compile"}
 
     def __init__(
         self,
@@ -89,6 +100,8 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
             config = config.replace(device=str(device))
         super().__init__(config, data)
         data = self.data
+        self.speed = speed_options(config, self.device)
+        check_memory_format(self.speed, self.device, data.in_channels)
         self.model = SearchNetwork(
             C=config.init_channels,
             num_classes=data.num_classes,
@@ -100,14 +113,20 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
             multiplier=config.multiplier,
             stem_multiplier=config.stem_multiplier,
             channel_selection=config.channel_selection,
-        ).to(self.device)
+        ).to(self.device, memory_format=self.speed.memory_format)
+        # The module that runs the forward passes; self.model stays the plain one (checkpoints, genotype).
+        self._forward = torch.compile(self.model) if config.compile else self.model
+        kernels = optimizer_kernels(self.device)
         self.weight_optimizer = torch.optim.SGD(
             self.model.weight_parameters(),
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
+            **kernels,
         )
-        self.architect = Architect(self.model, config)
+        self.architect = Architect(
+            self.model, config, autocast=lambda: self.speed.autocast(self.device), optimizer_options=kernels
+        )
         train_idx, valid_idx = split_training_set(len(data.train), config.train_portion, config.seed, config.train_subset)
         if len(train_idx) == 0 or len(valid_idx) == 0:
             raise UserInputError(
@@ -119,6 +138,11 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
     # --- running ------------------------------------------------------------------
     def genotype(self) -> Genotype:
         return self.model.genotype()
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The supernet's full-precision logits of a batch, computed as configured (memory format, autocast, compile)."""
+        with self.speed.autocast(self.device):
+            return full_precision(self._forward(x.contiguous(memory_format=self.speed.memory_format)))
 
     def run_epoch(self, on_step: StepCallback | None = None) -> EpochRecord:
         """Run one epoch: weight (and, after the warm-up, architecture) steps, then evaluation."""
@@ -133,7 +157,7 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         train_loss, train_acc, seen = self._train_epoch(arch_frozen, lr, on_step)
         train_time = time.perf_counter() - start
         self.model.eval()
-        valid_loss, valid_acc = self._evaluate("valid", self.model, stream=2)
+        valid_loss, valid_acc = self._evaluate("valid", self.logits, stream=2)
         epoch_time = time.perf_counter() - start
         # The weights are no longer those of the last good epoch: this object may not save or go on.
         self._fail_if_diverged(training_loss=train_loss, validation_loss=valid_loss)
@@ -170,7 +194,9 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         totals = Totals(self.device)
         for step, (x, y) in enumerate(train, start=1):
             valid_batch = next(valid) if valid is not None else None
-            loss, logits = search_step(model, self.architect, self.weight_optimizer, x, y, valid_batch, lr, cfg.grad_clip)
+            loss, logits = search_step(
+                model, self.architect, self.weight_optimizer, x, y, valid_batch, lr, cfg.grad_clip, logits_of=self.logits
+            )
             totals.add(loss, logits, y)
             if on_step is not None:
                 on_step(step, len(train))
@@ -186,8 +212,8 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
 
     def _load_model_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
-        self.architect.optimizer.load_state_dict(state["arch_optimizer"])
+        load_optimizer_state(self.weight_optimizer, state["weight_optimizer"])
+        load_optimizer_state(self.architect.optimizer, state["arch_optimizer"])
 
 
 def _cycle(make: Callable[[int], DeviceBatches]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -11,7 +11,7 @@ still be changed.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -53,11 +53,6 @@ class TrainConfig(RunSettings):
     grad_clip: float = Field(5.0, gt=0, description="max gradient norm")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the training loss")
     cutout: int = Field(16, ge=0, description="cutout length on training batches (0 = off)")
-    # speed
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="'bf16': bfloat16 autocast; 'auto': bf16 on a GPU, fp32 on the CPU"
-    )
-    channels_last: Optional[bool] = Field(None, description="channels-last memory format (default: on a GPU only)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

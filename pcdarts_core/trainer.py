@@ -28,12 +28,13 @@ import torch.nn.functional as F
 from .cost import NetworkCost, network_cost
 from .data import DatasetBundle, DeviceBatches
 from .devices import peak_memory_bytes, reset_peak_memory
-from .errors import ConfigError, DataError, Diverged, UserInputError
+from .errors import DataError, Diverged, UserInputError
 from .genotype import Genotype
 from .network import NetworkCIFAR, NetworkImageNet
 from .records import TrainRecord
 from .runner import EpochRunner, StepCallback, Totals, split_training_set
 from .schedules import learning_rate, linear_ramp
+from .speed import check_memory_format, load_optimizer_state, optimizer_kernels, speed_options
 from .train_config import TrainConfig
 
 __all__ = ["Training", "TrainingDiverged", "TrainResult", "build_network", "run_training", "speed_options", "train_step"]
@@ -53,15 +54,6 @@ def build_network(config: TrainConfig, genotype: Genotype, num_classes: int, in_
     """The evaluation network ``config.network`` for a genotype."""
     cls = NetworkImageNet if config.network == "imagenet" else NetworkCIFAR
     return cls(config.init_channels, num_classes, config.layers, config.auxiliary, genotype, in_channels=in_channels)
-
-
-def speed_options(config: TrainConfig, device: torch.device) -> tuple[bool, bool]:
-    """(bf16 autocast, channels_last) for a device: what the config says, and where it says "auto"
-    (precision) or leaves it unset (channels_last), on for a GPU and off for the CPU."""
-    on_gpu = device.type == "cuda"
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and on_gpu)
-    channels_last = config.channels_last if config.channels_last is not None else on_gpu
-    return bf16, channels_last
 
 
 def train_step(
@@ -97,8 +89,6 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
     CONFIG = TrainConfig
     RECORD = TrainRecord
     DIVERGED = TrainingDiverged
-    #: A new precision or memory format changes the kernels, like a new device, not the run.
-    RESUMABLE_CHANGES = EpochRunner.RESUMABLE_CHANGES | {"precision", "channels_last"}
 
     def __init__(self, config: TrainConfig, genotype: Genotype, data: DatasetBundle | None = None) -> None:
         if not isinstance(genotype, Genotype):
@@ -111,20 +101,19 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
                 "train/ and val/ (or test/) class folders"
             )
         self._genotype = genotype
-        self.bf16, self.channels_last = speed_options(config, self.device)
-        if self.channels_last and self.device.type == "cpu" and data.in_channels == 1:
-            raise ConfigError(
-                "channels_last",
-                True,
-                "on the CPU, one-channel images in channels-last layout send a oneDNN gradient kernel into a "
-                "near-endless loop; leave channels_last unset (it is on by default on a GPU only)",
-            )
-        self._memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.speed = speed_options(config, self.device)
+        self.bf16, self.channels_last = self.speed
+        check_memory_format(self.speed, self.device, data.in_channels)
+        self._memory_format = self.speed.memory_format
         model = build_network(config, genotype, data.num_classes, data.in_channels)
         self.cost: NetworkCost = network_cost(model, (data.in_channels, data.image_size, data.image_size))
         self.model = model.to(self.device, memory_format=self._memory_format)
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            self.model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            **optimizer_kernels(self.device),
         )
         train_idx, valid_idx = split_training_set(len(data.train), 1 - config.valid_portion, config.seed, config.train_subset)
         if len(train_idx) == 0 or (config.valid_portion > 0 and len(valid_idx) == 0):
@@ -141,9 +130,7 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
         return self._genotype
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if not self.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return self.speed.autocast(self.device)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         with self._autocast():
@@ -243,7 +230,7 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
 
     def _load_model_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
 
     @classmethod
     def _from_checkpoint(cls, config: TrainConfig, state: dict[str, Any], data: DatasetBundle | None) -> Training:

@@ -61,15 +61,17 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip, x.flip(-1), x)
 
 
-def _channel_tensor(values: Sequence[float], x: torch.Tensor, what: str) -> torch.Tensor:
-    """Per-channel constants as a 1×C×1×1 float32 tensor on ``x``'s device."""
+def _channel_tensor(values: Sequence[float] | torch.Tensor, x: torch.Tensor, what: str) -> torch.Tensor:
+    """Per-channel constants as a 1×C×1×1 float32 tensor on ``x``'s device (no copy for such a tensor)."""
     t = torch.as_tensor(values, dtype=torch.float32, device=x.device).flatten()
     if t.numel() != x.shape[1]:
         raise ValueError(f"{what} has {t.numel()} values but the batch has {x.shape[1]} channels")
     return t.view(1, -1, 1, 1)
 
 
-def normalize(x_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def normalize(
+    x_uint8: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
     """Scale to float32 in [0, 1] (uint8 input is divided by 255), then ``(x - mean) / std``.
 
     Floating-point input is taken to be in [0, 1] already.

@@ -51,8 +51,9 @@ class DeviceBatches:
         self.images = images
         self.labels = labels.to(device=images.device, dtype=torch.long)
         self.batch_size = batch_size
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
+        # Held on the device once: built from Python numbers per batch they would be a blocking copy each time.
+        self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32, device=images.device)
+        self.std = torch.tensor([float(s) for s in std], dtype=torch.float32, device=images.device)
         self.augment = augment
         self.cutout = cutout
         self.padding = padding

@@ -1,0 +1,183 @@
+"""Several searches packed on one device: aggregate images/s against one search alone.
+
+Plain processes (``subprocess``; no Ray), each a real :class:`~pcdarts_core.searcher.Search` on
+synthetic CIFAR-shaped data with the device's default speed options. First one search runs alone,
+then ``--processes`` run together. Each process warms up for one epoch, reports ready, waits until
+all are ready, then runs ``--epochs`` measured epochs of ``--steps`` steps (validation pass
+included, as in a real search). Aggregate images/s = all training images of the measured epochs /
+(last end - first start). On the CPU each process gets its share of the cores
+(``OMP_NUM_THREADS`` and ``torch.set_num_threads``), else they thrash. Reports each process's peak
+memory (CUDA: allocated and reserved; CPU: resident) and, on CUDA, the GPU share the study
+orchestrator would give such a trial (``resources.gpus_per_trial: auto``). Goal (issue 6, on a
+GPU): 4 packed K=4 searches reach at least 1.5x the images/s of one alone. Writes JSON; exits 0
+whatever the figures (1 if a process failed).
+
+    python bench/pack_searches.py                  # GPU: 4 x K=4 at batch 256, C=16, 8 cells
+    python bench/pack_searches.py --processes 2 --batch 8 --C 4 --layers 3 --image-size 8 --steps 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from _common import MiB, machine
+
+GOAL = 1.5
+GPU_DEFAULTS = {"batch": 256, "C": 16, "layers": 8, "image_size": 32, "steps": 10}
+CPU_DEFAULTS = {"batch": 16, "C": 8, "layers": 5, "image_size": 16, "steps": 2}
+
+
+def worker(args: argparse.Namespace) -> int:
+    """One search process: build, warm up, say READY, wait for the go file, measure, print RESULT."""
+    from pcdarts_core import Search, SearchConfig
+    from pcdarts_core.devices import peak_memory_bytes
+    from pcdarts_core.probe import synthetic_bundle
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = SearchConfig(
+        init_channels=args.C, layers=args.layers, k=args.k, batch_size=args.batch, epochs=1 + args.epochs,
+        warmup_epochs=0, device=args.device, seed=args.index,
+    )
+    search = Search(config, data=synthetic_bundle(train_images=2 * args.batch * args.steps, image_size=args.image_size, seed=args.index))
+    search.run_epoch()
+    print("READY", flush=True)
+    go = Path(args.go_file)
+    while not go.exists():
+        time.sleep(0.01)
+    start = time.time()
+    records = [search.run_epoch() for _ in range(args.epochs)]
+    end = time.time()
+    cuda = search.device.type == "cuda"
+    result = {
+        "index": args.index,
+        "start": start,
+        "end": end,
+        "train_images": sum(len(search.split["train"]) for _ in records),
+        "train_images_per_s": [r.images_per_s for r in records],
+        "peak_allocated_bytes": max(r.peak_memory_bytes for r in records) if cuda else None,
+        "peak_reserved_bytes": int(torch.cuda.max_memory_reserved(search.device)) if cuda else None,
+        "peak_resident_bytes": peak_memory_bytes(torch.device("cpu")),
+        "total_memory_bytes": int(torch.cuda.get_device_properties(search.device).total_memory) if cuda else None,
+        "threads": torch.get_num_threads(),
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+def run_group(args: argparse.Namespace, n: int, threads: int) -> dict[str, Any]:
+    """Start ``n`` worker processes, release them together once all are warm, and collect their results."""
+    with tempfile.TemporaryDirectory(prefix="pcdarts-pack-") as folder:
+        go = Path(folder) / "go"
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        base = [sys.executable, str(Path(__file__).resolve()), "--worker", "--go-file", str(go), "--threads", str(threads)]
+        sizes = ["--device", args.device, "--k", str(args.k), "--batch", str(args.batch), "--C", str(args.C),
+                 "--layers", str(args.layers), "--image-size", str(args.image_size), "--steps", str(args.steps),
+                 "--epochs", str(args.epochs)]
+        procs = [subprocess.Popen([*base, *sizes, "--index", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for i in range(n)]
+        deadline = time.time() + args.timeout
+        try:
+            for p in procs:  # each prints READY after its warm-up epoch (or fails)
+                line = p.stdout.readline() if p.stdout else ""
+                if line.strip() != "READY":
+                    raise RuntimeError(f"a search process failed before it was ready: {line.strip()} {p.communicate(timeout=30)[1][-2000:]}")
+            go.touch()
+            outputs = [p.communicate(timeout=max(1.0, deadline - time.time())) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+    results = []
+    for p, (out, err) in zip(procs, outputs):
+        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+        if p.returncode != 0 or not lines:
+            raise RuntimeError(f"a search process failed (exit {p.returncode}): {err[-2000:]}")
+        results.append(json.loads(lines[-1][len("RESULT "):]))
+    images = sum(r["train_images"] for r in results)
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    return {"processes": n, "threads_per_process": threads, "images_per_s": images / wall, "wall_s": wall, "per_process": results}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--C", type=int)
+    parser.add_argument("--layers", type=int)
+    parser.add_argument("--image-size", type=int)
+    parser.add_argument("--steps", type=int, help="steps per epoch")
+    parser.add_argument("--epochs", type=int, default=2, help="measured epochs per process (after one warm-up epoch)")
+    parser.add_argument("--threads", type=int, help="CPU threads per process (default: the cores shared out)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds a group may take")
+    parser.add_argument("--json", type=Path, default=Path("bench/results/pack_searches.json"))
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--go-file", help=argparse.SUPPRESS)
+    parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args)
+
+    from pcdarts_core.devices import resolve_device
+    from pcdarts_core.probe import gpu_share
+
+    device = resolve_device(args.device)
+    args.device = str(device)
+    for name, value in (GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    facts = machine(device)
+    cores = os.cpu_count() or 1
+    alone_threads = args.threads or cores
+    packed_threads = args.threads or max(1, cores // args.processes)
+    print(f"{facts['device_name']} ({device}): K={args.k}, batch {args.batch}, C={args.C}, {args.layers} cells, "
+          f"{args.image_size}x{args.image_size}, {args.steps} steps x {args.epochs} measured epochs per process", flush=True)
+    try:
+        alone = run_group(args, 1, alone_threads)
+        print(f"  alone: {alone['images_per_s']:.1f} img/s ({alone_threads} threads)", flush=True)
+        packed = run_group(args, args.processes, packed_threads)
+    except (RuntimeError, subprocess.TimeoutExpired) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    ratio = packed["images_per_s"] / alone["images_per_s"]
+    print(f"  {args.processes} packed: {packed['images_per_s']:.1f} img/s in all ({packed_threads} threads each): "
+          f"{ratio:.2f}x one alone")
+    for r in packed["per_process"]:
+        peak = f"peak {r['peak_allocated_bytes'] / MiB:.0f} MiB allocated, {r['peak_reserved_bytes'] / MiB:.0f} MiB reserved" \
+            if r["peak_allocated_bytes"] is not None else f"peak resident {r['peak_resident_bytes'] / MiB:.0f} MiB"
+        print(f"    process {r['index']}: {', '.join(f'{v:.1f}' for v in r['train_images_per_s'])} img/s per epoch; {peak}")
+    share = None
+    if device.type == "cuda":
+        worst = max(r["peak_reserved_bytes"] for r in packed["per_process"])
+        share = gpu_share(worst, packed["per_process"][0]["total_memory_bytes"])
+        print(f"  GPU share the orchestrator would give such a trial (gpus_per_trial: auto): {share:g}")
+    full = device.type == "cuda" and args.k == 4 and args.processes == 4 and all(
+        getattr(args, n) == GPU_DEFAULTS[n] for n in ("batch", "C", "layers", "image_size"))
+    verdict = (ratio >= GOAL) if full else None
+    print(f"{ {True: 'PASS', False: 'FAIL', None: '----'}[verdict]} packing: {ratio:.2f}x (goal >= {GOAL} for 4 x K=4 at the "
+          f"full sizes on a GPU{'' if full else '; not checked here'})")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    settings = {n: str(v) if isinstance(v, Path) else v for n, v in vars(args).items() if n not in ("worker", "go_file", "index")}
+    payload = {"machine": facts, "settings": settings, "alone": alone, "packed": packed, "speedup": ratio,
+               "gpu_share": share, "goal": {"limit": GOAL, "pass": verdict}}
+    args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
