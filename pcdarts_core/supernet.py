@@ -286,6 +286,10 @@ def check_supernet_shape(*, C: int, k: int, layers: int, steps: int, multiplier:
     for name, value in (("C", C), ("k", k), ("layers", layers), ("steps", steps), ("multiplier", multiplier)):
         if value < 1:
             raise ConfigError(name, value, "must be a positive integer")
+    if layers < 3:
+        raise ConfigError(
+            "layers", layers, "the supernet needs at least 3 cells (two reduction cells and a normal one); use layers >= 3"
+        )
     if C % k:
         divisors = ", ".join(str(d) for d in range(1, C + 1) if C % d == 0)
         raise ConfigError("k", k, f"K must divide C={C}; use one of {divisors}")

@@ -19,6 +19,7 @@ from conftest import TINY
     [
         ({"k": 3}, "k=3: K must divide C=16; use one of 1, 2, 4, 8, 16"),
         ({"init_channels": 12, "k": 8}, "k=8: K must divide C=12"),
+        ({"layers": 2}, "layers=2: the supernet needs at least 3 cells (two reduction cells and a normal one)"),
         ({"dataset": "mnist"}, "dataset='mnist': unknown dataset; use one of cifar10, cifar100"),
         ({"epochs": -1}, "epochs=-1: Input should be greater than or equal to 1"),
         ({"epochs": 10, "warmup_epochs": 10}, "warmup_epochs=10: the architecture would never be trained"),
