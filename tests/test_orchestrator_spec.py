@@ -193,7 +193,8 @@ def test_summary_per_setting_with_random_row():
     assert (k4.searches, k4.searches_failed, k4.retrains) == (2, 1, 0) and math.isnan(k4.search_valid_acc_std)
     assert rnd.retrain_test_acc_mean == pytest.approx(0.5) and rnd.searches == 0
     text = summary_markdown("tiny", summarize(trials, selection, ["k=1", "k=4"]), selection, trials)
-    assert "0.600 ± 0.141 (n=2)" in text and "0.850 ± 0.071 (n=2)" in text
+    # percent; retrain: one genotype (n=1), its two seeds' spread in its own column
+    assert "60.00 ± 14.14" in text and "(n=2)" in text and "| 85.00 (n=1)" in text and "| 7.07" in text
     assert "Trials that did not finish" in text and "diverged" in text
 
 

@@ -1,0 +1,204 @@
+"""The statistics of a study report, on plain lists of numbers and genotypes (numpy and scipy only).
+
+* :func:`describe`: n, mean, sample standard deviation and a 95% confidence interval of the mean
+  from the t distribution.
+* :func:`compare`: the difference of two groups' means with a 95% confidence interval and a
+  p-value: Welch's t-test when both groups have two or more values; when one group has a single
+  value, a bootstrap interval over the other group and an exact permutation p-value.
+* :func:`rank_agreement`: Kendall's tau between two paired lists.
+* :func:`genotype_overlap`, :func:`mean_pairwise_overlap`, :func:`op_counts`, :func:`alpha_entropy`:
+  how stable the searches of one setting are.
+
+Too few values never raise or warn: a value that cannot be computed is NaN, and identical
+values give a zero standard deviation and a zero-width interval.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+from scipy import stats
+
+from pcdarts_core import Genotype
+from pcdarts_core.operations import PARAMETER_FREE
+
+CONFIDENCE = 0.95
+#: Below this many values per group, a comparison is printed with a caveat.
+FEW = 4
+NAN = math.nan
+
+
+def _values(values: Iterable[float]) -> np.ndarray:
+    array = np.asarray([float(v) for v in values], dtype=float)
+    return array[~np.isnan(array)]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean with its spread: ``std`` is the sample standard deviation (ddof=1), the interval is
+    the mean's 95% t interval. NaN where the values do not determine it (std and CI need n >= 2)."""
+
+    n: int
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+
+
+def describe(values: Iterable[float], confidence: float = CONFIDENCE) -> Estimate:
+    """n, mean, std and the t confidence interval of the mean; NaN values are left out."""
+    x = _values(values)
+    n = len(x)
+    if n == 0:
+        return Estimate(0, NAN, NAN, NAN, NAN)
+    mean = float(x.mean())
+    if n == 1:
+        return Estimate(1, mean, NAN, NAN, NAN)
+    std = float(x.std(ddof=1))
+    if std == 0.0:
+        return Estimate(n, mean, 0.0, mean, mean)
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * std / math.sqrt(n)
+    return Estimate(n, mean, std, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``mean(a) - mean(b)`` with its 95% interval and two-sided p-value.
+
+    ``method``: ``welch`` (Welch's t-test), ``bootstrap`` (one group is a single value: percentile
+    bootstrap of the other group's mean for the interval, exact permutation test for p), or
+    ``none`` (nothing beyond the difference can be said). ``note`` says why a value is NaN."""
+
+    n_a: int
+    n_b: int
+    mean_a: float
+    mean_b: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    method: str
+    note: str = ""
+
+    @property
+    def few(self) -> bool:
+        """Fewer than :data:`FEW` values on either side: the interval and p rest on very little."""
+        return min(self.n_a, self.n_b) < FEW
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value == self.p_value and self.p_value < 1 - CONFIDENCE
+
+
+def compare(a: Iterable[float], b: Iterable[float], confidence: float = CONFIDENCE, resamples: int = 9999, seed: int = 0) -> Difference:
+    """Difference of means of ``a`` and ``b`` (independent groups); see :class:`Difference`."""
+    x, y = _values(a), _values(b)
+    n_a, n_b = len(x), len(y)
+    mean_a = float(x.mean()) if n_a else NAN
+    mean_b = float(y.mean()) if n_b else NAN
+    if n_a == 0 or n_b == 0:
+        return Difference(n_a, n_b, mean_a, mean_b, NAN, NAN, NAN, NAN, "none", "a group has no values")
+    diff = mean_a - mean_b
+    if n_a == 1 and n_b == 1:
+        return Difference(n_a, n_b, mean_a, mean_b, diff, NAN, NAN, NAN, "none", "one value per group: no interval or p-value")
+    if n_a >= 2 and n_b >= 2:
+        se = math.sqrt(x.var(ddof=1) / n_a + y.var(ddof=1) / n_b)
+        if se == 0.0:
+            return Difference(n_a, n_b, mean_a, mean_b, diff, diff, diff, NAN, "welch", "no spread in either group: p undefined")
+        with warnings.catch_warnings():
+            # one constant group is exact here (its variance is 0), not a loss of precision
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = stats.ttest_ind(x, y, equal_var=False)
+            interval = result.confidence_interval(confidence)
+        return Difference(n_a, n_b, mean_a, mean_b, diff, float(interval.low), float(interval.high), float(result.pvalue), "welch")
+    # One side is a single value: its own spread is unknown, so the interval covers only the other side's.
+    single, group, sign = (x[0], y, 1.0) if n_a == 1 else (y[0], x, -1.0)
+    if np.all(group == group[0]):
+        low = high = diff
+    else:
+        boot = stats.bootstrap((group,), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile", rng=seed)
+        ends = sorted(sign * (single - v) for v in (boot.confidence_interval.low, boot.confidence_interval.high))
+        low, high = float(ends[0]), float(ends[1])
+    pooled = np.append(group, single)
+    # Exact permutation test: every way of choosing which one value stands alone.
+    spread = np.array([pooled[i] - np.delete(pooled, i).mean() for i in range(len(pooled))])
+    observed = abs(single - group.mean())
+    p_value = float(np.mean(np.abs(spread) >= observed - 1e-12 * max(1.0, observed)))
+    return Difference(n_a, n_b, mean_a, mean_b, diff, low, high, p_value, "bootstrap", "one group has a single value: its spread is unknown")
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Kendall's tau between two paired lists (NaN with fewer than 2 pairs or a constant list)."""
+
+    n: int
+    tau: float
+    p_value: float
+
+
+def rank_agreement(x: Sequence[float], y: Sequence[float]) -> Agreement:
+    pairs = [(float(a), float(b)) for a, b in zip(x, y) if a == a and b == b]
+    n = len(pairs)
+    if n < 2:
+        return Agreement(n, NAN, NAN)
+    xs, ys = zip(*pairs)
+    if len(set(xs)) == 1 or len(set(ys)) == 1:
+        return Agreement(n, NAN, NAN)
+    result = stats.kendalltau(xs, ys)
+    return Agreement(n, float(result.statistic), float(result.pvalue))
+
+
+# --- stability of the searches ---------------------------------------------------------
+
+
+def edges(genotype: Genotype) -> Counter:
+    """The genotype's edges as (cell, node, input, op), counted (a node may repeat an edge)."""
+    found: Counter = Counter()
+    for cell in ("normal", "reduce"):
+        for node, pair in enumerate(genotype.nodes(cell)):
+            for op, source in pair:
+                found[(cell, node, source, op)] += 1
+    return found
+
+
+def genotype_overlap(a: Genotype, b: Genotype) -> float:
+    """The share of edges two genotypes have in common, (node, input, op) in the same cell:
+    1 for the same cells (in either order within a node), 0 for no edge in common."""
+    ea, eb = edges(a), edges(b)
+    total = max(sum(ea.values()), sum(eb.values()))
+    return sum((ea & eb).values()) / total if total else NAN
+
+
+def mean_pairwise_overlap(genotypes: Sequence[Genotype]) -> float:
+    """Mean :func:`genotype_overlap` over every pair (NaN with fewer than two genotypes)."""
+    pairs = list(itertools.combinations(genotypes, 2))
+    if not pairs:
+        return NAN
+    return float(np.mean([genotype_overlap(a, b) for a, b in pairs]))
+
+
+def op_counts(genotype: Genotype) -> dict[str, int]:
+    """Per cell, the skip connections and the parameter-free operations (skip, pooling) among its edges."""
+    counts = {}
+    for cell in ("normal", "reduce"):
+        ops = [op for op, _ in getattr(genotype, cell)]
+        counts[f"skip_connect_{cell}"] = sum(op == "skip_connect" for op in ops)
+        counts[f"parameter_free_{cell}"] = sum(op in PARAMETER_FREE for op in ops)
+    return counts
+
+
+def alpha_entropy(alphas: Sequence[Sequence[float]]) -> float:
+    """Mean entropy of the edges' softmaxed α, as a share of the maximum (log of the number of
+    operations): 1 when every edge is undecided (uniform), 0 when every edge picked one operation."""
+    rows = np.asarray(alphas, dtype=float)
+    if rows.ndim != 2 or rows.shape[0] == 0 or rows.shape[1] < 2:
+        return NAN
+    rows = rows / rows.sum(axis=1, keepdims=True)
+    per_edge = stats.entropy(rows, axis=1) / math.log(rows.shape[1])
+    return float(np.clip(per_edge.mean(), 0.0, 1.0))
