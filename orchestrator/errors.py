@@ -26,3 +26,8 @@ class StudyInterrupted(RuntimeError):
 def error_line(error: BaseException) -> str:
     """The first line of an error's message (its type when the message is empty)."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def one_line(error: BaseException) -> str:
+    """An error's type and message on one line (for messages that quote a library's error)."""
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300]

@@ -7,18 +7,28 @@ Exit codes: 0 done, 2 bad input (one line naming the field and the fix; nothing 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from pcdarts_core.cli import run_main
+from pcdarts_core.errors import UserInputError
 
 from .errors import StudyInterrupted
 from .spec import load_spec
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes as one line (exit code 2), like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserInputError(f"{message}; see {self.prog} --help")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m orchestrator.run",
         description="Run a PC-DARTS study: Ray Tune searches over a grid, selection, retraining with random "
         "baselines, MLflow tracking and pandas reports.",
@@ -54,13 +64,21 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # One checkpoint kept per trial forces a Tune state snapshot per epoch; that is intended here.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # The driver alone talks to MLflow: a server that is down costs seconds, not MLflow's default minutes of
+    # retries per call (the live logger then pauses and each stage's catch-up logs what it missed).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run" line per trial
     # The spec saved in the folder has the --set overrides applied: resuming needs nothing else.
     again = f"continue with: python -m orchestrator.run {folder / SPEC_FILE} --resume --out {folder}"
     try:
-        if not args.resume:
-            preflight(spec, folder)  # nothing is written before the data, MLflow and Ray are known to work
-        with ray_session(spec, args.verbose):
-            study = Study.resume(folder, spec, raw) if args.resume else Study.create(folder, spec, raw)
+        with contextlib.ExitStack() as stack:
+            if args.resume:
+                study = Study.resume(folder, spec, raw)  # the study starts Ray only if a stage still needs it
+            else:
+                preflight(spec, folder)  # nothing is written before the folder, data, MLflow and Ray are known to work
+                stack.enter_context(ray_session(spec, args.verbose))
+                study = Study.create(folder, spec, raw)
             study.run(verbose=args.verbose)
     except StudyInterrupted as err:
         print(f"interrupted: {err}; {again}", file=sys.stderr)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -56,16 +56,27 @@ class BaselineSpec(Section):
 
 class ResourcesSpec(Section):
     cpus_per_trial: float = Field(1.0, gt=0)
-    gpus_per_trial: float = Field(0.0, ge=0, description="fractions below 1 pack several trials on one GPU")
+    gpus_per_trial: Union[float, Literal["auto"]] = Field(
+        0.0,
+        description="fractions below 1 pack several trials on one GPU; 'auto': each trial's share from its "
+        "peak GPU memory, measured by a short probe (see orchestrator.gpu_packing)",
+    )
+    gpu_memory_margin: float = Field(0.25, ge=0, description="gpus_per_trial auto: room above the measured peak, as a part of it")
     max_concurrent_trials: Optional[int] = Field(None, ge=1, description="default: as many as the resources allow")
     max_failures: int = Field(2, ge=0, description="retries of a failed trial, each from its last epoch checkpoint")
 
-    @field_validator("gpus_per_trial")
+    @field_validator("gpus_per_trial", mode="before")
     @classmethod
-    def _whole_above_one(cls, value: float) -> float:
+    def _share_or_auto(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{value!r} is neither a number nor 'auto': use e.g. 0.25, 1, 2 or auto")
+        if value < 0:
+            raise ValueError(f"{value}: must be >= 0 (0 = no GPU)")
         if value > 1 and value != int(value):
             raise ValueError("a trial uses a fraction of one GPU or whole GPUs: use e.g. 0.25, 1 or 2")
-        return value
+        return float(value)
 
 
 class TrackingSpec(Section):
@@ -79,6 +90,14 @@ class RaySpec(Section):
     num_gpus: Optional[int] = Field(None, ge=0, description="GPUs of a local Ray (default: all)")
 
 
+class ReportSpec(Section):
+    reference: Optional[dict[str, Any]] = Field(
+        None,
+        description="the setting every other is compared with, as search settings (default: DARTS, k: 1 and "
+        "edge_norm: false, when the grid has it)",
+    )
+
+
 class StudySpec(Section):
     name: str
     dataset: DatasetSpec
@@ -90,6 +109,7 @@ class StudySpec(Section):
     tracking: TrackingSpec = TrackingSpec()
     storage: Optional[str] = Field(None, description="Ray Tune storage path (default: STUDY/tune); shared for clusters")
     ray: RaySpec = RaySpec()
+    report: ReportSpec = ReportSpec()
 
     @field_validator("name")
     @classmethod
@@ -103,6 +123,11 @@ class StudySpec(Section):
         search_grid(self)  # raises SpecError naming the key
         retrain_config(self, seed=0)
         retrain_seeds(self)
+        return self
+
+    @model_validator(mode="after")
+    def _check_report(self) -> StudySpec:
+        reference_setting(self)  # raises SpecError naming report.reference
         return self
 
     # --- derived values ------------------------------------------------------------
@@ -199,6 +224,55 @@ def setting_label(point: dict[str, Any]) -> str:
     return " ".join(parts) or "default"
 
 
+# --- the report's reference setting ------------------------------------------------------
+
+#: DARTS: every channel on every edge (K=1), no edge normalisation.
+DEFAULT_REFERENCE = {"k": 1, "edge_norm": False}
+
+
+def _same(have: Any, want: Any) -> bool:
+    if isinstance(have, bool) or isinstance(want, bool):  # true is not 1 here
+        return have is want
+    return have == want
+
+
+def reference_setting(spec: StudySpec) -> tuple[str | None, str]:
+    """(the label of the setting the report compares the others with, why there is none).
+
+    The reference (``report.reference``, default :data:`DEFAULT_REFERENCE`) is a set of search
+    settings; it must single out one setting of the grid. A reference given in the spec that does
+    not is a SpecError; the default is simply left out, with the reason, when the grid lacks it."""
+    given = spec.report.reference
+    reference = dict(DEFAULT_REFERENCE if given is None else given)
+    allowed = set(SearchConfig.model_fields) - set(DATASET_FIELDS) - STUDY_FIELDS
+    for key in reference:
+        if key not in allowed:
+            raise SpecError(f"report.reference.{key}", "not a search setting of a grid point; use the grid's settings, e.g. k and edge_norm")
+    if not reference:
+        raise SpecError("report.reference", "empty: name the setting, e.g. {k: 1, edge_norm: false}, or leave report.reference out")
+    _, swept = search_axes(spec)
+    grid = search_grid(spec)
+    labels = list(dict.fromkeys(
+        setting_label(point) for point, config in grid if all(_same(getattr(config, k), v) for k, v in reference.items())
+    ))
+    settings = list(dict.fromkeys(setting_label(point) for point, _ in grid))
+    wanted = ", ".join(f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in reference.items())
+    if len(labels) == 1:
+        return labels[0], ""
+    if not labels:
+        if given is not None:
+            raise SpecError("report.reference", f"{wanted} is not a setting of the search grid ({'; '.join(settings)}): "
+                            "give the values of one of them")
+        return None, (f"the default reference (DARTS: {wanted}) is not a setting of this grid, so comparisons with "
+                      "a reference are left out; name one with report.reference")
+    others = [key for key in swept if key != "seed" and key not in reference]
+    if given is not None:
+        raise SpecError("report.reference", f"{wanted} matches {len(labels)} settings ({'; '.join(labels)}): "
+                        f"also give {', '.join(others)}")
+    return None, (f"the default reference (DARTS: {wanted}) matches {len(labels)} settings of this grid, so "
+                  f"comparisons with a reference are left out; name one with report.reference (also give {', '.join(others)})")
+
+
 # --- retraining -------------------------------------------------------------------------
 
 RETRAIN_OWN = {"seeds", "protocol"}
@@ -263,7 +337,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise SpecError("", f"{path}: no such file; give a study YAML, e.g. experiments/quickstart.yaml", source=str(path))
+        raise SpecError("", "no such file; give a study YAML, e.g. experiments/quickstart.yaml", source=str(path))
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:

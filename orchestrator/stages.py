@@ -8,6 +8,9 @@ checkpoint. Trial failures are retried by Tune (``FailureConfig``) from their la
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from typing import Any, Callable
 
 from ray import tune
@@ -59,7 +62,9 @@ def run_stage(
                 verbose=1 if verbose else 0,
             ),
         )
-    grid = tuner.fit()
+    grid, stopped = _fit(tuner)
+    if stopped:
+        raise StudyInterrupted(f"stage {stage}: stopped by Ctrl-C")
     by_key = {result.config["trial"]["key"]: result for result in grid if result.config}
     missing = [t["key"] for t in trials if t["key"] not in by_key]
     unfinished = [key for key, result in by_key.items() if trial_status(result) == "interrupted"]
@@ -68,8 +73,31 @@ def run_stage(
     return [by_key[t["key"]] for t in trials]
 
 
+def _fit(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
+    """``tuner.fit()``, and whether Ctrl-C was pressed during it. Ray Tune catches the first SIGINT
+    (it stops the trials and saves the experiment) and returns normally, even when every trial had
+    just finished; its handler also stays installed after ``fit``. Here the handler of before is put
+    back, and a Ctrl-C that Tune caught is reported, so that the study stops as asked."""
+    if threading.current_thread() is not threading.main_thread() or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "0":
+        return tuner.fit(), False
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        grid = tuner.fit()
+    finally:
+        after = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, before)
+    return grid, after is before  # Tune's handler puts the previous one back when it catches a SIGINT
+
+
 def _with_resources(trainable: Callable[[dict[str, Any]], None], spec: StudySpec) -> Any:
-    return tune.with_resources(trainable, {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial})
+    """The trainable with each trial's resources: as the spec says, or with ``gpus_per_trial: auto``
+    the GPU share of the trial's measured peak memory (see :mod:`orchestrator.gpu_packing`)."""
+    resources = spec.resources
+    if resources.gpus_per_trial == "auto":
+        from .gpu_packing import AutoGpuShares
+
+        return tune.with_resources(trainable, AutoGpuShares(resources.cpus_per_trial, resources.gpu_memory_margin))
+    return tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
 
 
 def _trial_name(trial: Any) -> str:
@@ -94,10 +122,13 @@ def trial_row(result: tune.Result) -> dict[str, Any]:
     history = result.metrics_dataframe
     epochs_rows = None
     if history is not None and "epoch" in history:
-        # a trial restored after its last checkpoint reports its last epoch again: count each epoch once
-        epochs_rows = history[history["epoch"].notna()].drop_duplicates("epoch", keep="last")
+        # the epochs run (a diverged trial's last report has no epoch values); a trial restored after its
+        # last checkpoint reports its last epoch again: count each epoch once
+        ran = history["epoch"].notna() & (history["epoch_time_s"].notna() if "epoch_time_s" in history else True)
+        epochs_rows = history[ran].drop_duplicates("epoch", keep="last")
     time_s = float(epochs_rows["epoch_time_s"].sum()) if epochs_rows is not None and "epoch_time_s" in epochs_rows else None
-    peak = int(epochs_rows["peak_memory_bytes"].max()) if epochs_rows is not None and "peak_memory_bytes" in epochs_rows and len(epochs_rows) else None
+    peak_value = epochs_rows["peak_memory_bytes"].max() if epochs_rows is not None and "peak_memory_bytes" in epochs_rows else None
+    peak = int(peak_value) if peak_value is not None and peak_value == peak_value else None
     status = trial_status(result)
     row = {
         "stage": trial["stage"],

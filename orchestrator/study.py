@@ -16,6 +16,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import socket
+import tempfile
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,8 +31,8 @@ import yaml
 from pcdarts_core.checkpoint import atomic_write_text
 from pcdarts_core.errors import UserInputError
 
-from .errors import SpecError, StudyInterrupted, error_line
-from .reports import RANDOM, read_table, summarize, summary_metrics, write_reports
+from .errors import SpecError, StudyInterrupted, error_line, one_line
+from .reports import RANDOM, read_table, summary_metrics
 from .selection import baseline_genotypes, canonical_genotype, select_genotypes
 from .spec import StudySpec, parse_spec, retrain_config, retrain_seeds, search_grid, setting_label
 from .stages import run_stage, trial_row, trial_status
@@ -105,7 +109,7 @@ def describe_plan(spec: StudySpec, folder: Path) -> str:
     lines = [
         f"study {spec.name}: {len(trials)} search trials, then up to {most} retrain trials",
         f"  folder {folder}, MLflow {spec.tracking_uri(folder)} (experiment {spec.experiment_name()}), Tune storage {spec.storage_path(folder)}",
-        f"  each trial: {res.cpus_per_trial:g} CPU, {res.gpus_per_trial:g} GPU; at most "
+        f"  each trial: {res.cpus_per_trial:g} CPU, {res.gpus_per_trial if res.gpus_per_trial == 'auto' else format(res.gpus_per_trial, 'g')} GPU; at most "
         f"{res.max_concurrent_trials or 'as many as fit'} at once; {res.max_failures} retries",
         "",
         f"stage search: {len(trials)} trials ({len(settings)} settings x {len(trials) // max(1, len(settings))} seeds), "
@@ -207,16 +211,17 @@ class Study:
             self._save_state()
         say(f"study {spec.name}: folder {folder}, MLflow run {parent} in experiment {spec.experiment_name()!r} at {uri}")
         try:
-            with ray_session(spec, verbose):
+            needs_ray = not (self._done("search") and self._done("retrain"))
+            with ray_session(spec, verbose) if needs_ray else contextlib.nullcontext():
                 self._search_stage(tracker, parent, verbose, say)
                 self._select_stage(say)
                 self._retrain_stage(tracker, parent, verbose, say)
             paths = self._report_stage(tracker, parent, say)
         except (StudyInterrupted, KeyboardInterrupt):
-            tracker.close_open_runs(parent, "KILLED")
+            _close_runs(tracker, parent, "KILLED", say)
             raise
         except BaseException:
-            tracker.close_open_runs(parent, "FAILED")
+            _close_runs(tracker, parent, "FAILED", say)
             raise
         tracker.client.set_terminated(parent, "FINISHED")
         return paths
@@ -231,7 +236,9 @@ class Study:
         # The study id in the experiment's name: another study of the same name in a shared storage is never restored.
         experiment = f"{self.spec.name}-{self.state['study_id'][:8]}-{stage}"
         results = run_stage(experiment, trainable, trials, self.spec, self.state["storage_path"], callbacks, verbose)
-        catch_up(tracker, parent, results)
+        # The stage is done only once MLflow holds all of it: if it cannot, the stage stays open and
+        # --resume logs what is missing (restoring a finished Tune experiment runs nothing again).
+        catch_up(tracker, parent, results, say=say)
         rows = pd.DataFrame([trial_row(r) for r in results])
         atomic_write_text(self.folder / f"{stage}.csv", rows.to_csv(index=False))
         failed = rows[rows["status"] != "finished"]
@@ -273,20 +280,24 @@ class Study:
         self._stage("retrain", trials, retrain_trial, "test_acc", "max", tracker, parent, verbose, say)
 
     def _report_stage(self, tracker: Any, parent: str, say: Say) -> dict[str, Path]:
-        tables = [read_table(self.folder / "search.csv")]
-        if (self.folder / "retrain.csv").stat().st_size > 0:
-            tables.append(read_table(self.folder / "retrain.csv"))
-        trials = pd.concat(tables, ignore_index=True)
-        selection = read_table(self.folder / "selection.csv")
-        summary = summarize(trials, selection, self.settings)
-        paths = write_reports(self.folder, self.spec.name, trials, selection, summary)
+        """The tables, pictures and report.html (see ``orchestrator.report``), logged to the study's run.
+        First the searches' α/β histories are copied from their Tune checkpoints into the folder, once,
+        so that ``python -m orchestrator.report`` can rebuild the report from the folder alone."""
         from mlflow.entities import Metric
 
+        from .arch_history import ARCH_HISTORY_FILE, save_arch_history
+        from .report import build_study_report, log_study_report
+
+        say("stage report: tables, pictures, report.html")
+        if not (self.folder / ARCH_HISTORY_FILE).is_file():
+            experiment = f"{self.spec.name}-{self.state['study_id'][:8]}-search"  # as _stage names it
+            save_arch_history(self.folder, self.state["storage_path"], experiment, search_trials(self.spec), say)
+        paths = build_study_report(self.folder, self.spec, self.state, say)
+        summary = read_table(paths["summary"])
         metrics = [Metric(k, float(v), 0, 0) for k, v in summary_metrics(summary).items()]
         if metrics and not self._done("report"):
             tracker.client.log_batch(parent, metrics=metrics)
-        for path in [*paths.values(), self.folder / "selection.csv", self.folder / SPEC_FILE]:
-            tracker.client.log_artifact(parent, str(path))
+        log_study_report(tracker.client, parent, self.folder, paths)
         if not self._done("report"):
             self._mark_done("report")
         say((self.folder / "summary.md").read_text(encoding="utf-8"))
@@ -320,10 +331,11 @@ def check_data(spec: StudySpec) -> None:
 
 
 def preflight(spec: StudySpec, folder: Path) -> None:
-    """Checks before a new study writes anything: the folder is free, the data loads, and a tracking
-    server given in the spec answers."""
+    """Checks before a new study writes anything: the folder is free and writable, the data loads,
+    and a tracking server given in the spec answers."""
     if (folder / STATE_FILE).exists():
         raise UserInputError(f"--out {folder}: already holds a study; pass --resume to continue it or choose another --out")
+    check_writable(folder)
     check_data(spec)
     if spec.tracking.uri is not None:
         from .tracking import StudyTracker
@@ -331,26 +343,92 @@ def preflight(spec: StudySpec, folder: Path) -> None:
         StudyTracker.connect(spec.tracking.uri, spec.experiment_name(), None)
 
 
-def catch_up(tracker: Any, parent: str, results: list[Any]) -> None:
+#: Bytes the write check writes (and removes): a full disk fails here, not in the middle of a stage.
+PROBE_BYTES = 1 << 16
+
+
+def check_writable(folder: Path) -> None:
+    """``folder`` can be created and written (a probe file is written, synced and removed). Folders
+    made for the check are removed again, so a refused study leaves nothing behind."""
+    made: list[Path] = []
+    place = folder.absolute()
+    while not place.exists() and place != place.parent:
+        made.append(place)
+        place = place.parent
+    if not place.is_dir():
+        raise UserInputError(f"--out {folder}: {place} is a file, not a folder; choose another --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-check-") as probe:
+            probe.write(b"\0" * PROBE_BYTES)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        raise UserInputError(
+            f"--out {folder}: cannot write there ({err.strerror or err}); choose another --out, or free space / "
+            "fix the permissions there"
+        ) from None
+    finally:
+        for path in made:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def catch_up(tracker: Any, parent: str, results: list[Any], say: Say = print, wait_s: float = 60.0) -> None:
     """Complete every trial's MLflow run from Tune's own results: epochs the live logger missed
     (a driver restart, a tracking outage), then, if the run is not ended yet, its final values,
-    genotype files and end status."""
+    genotype files and end status. A tracking server that does not answer is tried again for
+    ``wait_s`` seconds; after that the study stops, naming the trials whose logs are missing."""
+    from mlflow.exceptions import MlflowException
+
+    pending = list(results)
+    deadline = time.monotonic() + wait_s
+    while True:
+        failed, reason = [], ""
+        for index, result in enumerate(pending):
+            try:
+                _catch_up_trial(tracker, parent, result)
+            except (MlflowException, OSError) as err:  # an unreachable or failing tracking server
+                failed = pending[index:]  # the next trials would wait for the same server: try them all later
+                reason = one_line(err)
+                break
+        if not failed:
+            return
+        keys = [r.config["trial"]["key"] for r in failed]
+        if time.monotonic() >= deadline:
+            raise StudyInterrupted(
+                f"MLflow at {tracker.uri} did not take the runs of {len(keys)} trials ({', '.join(keys)}): {reason}; "
+                "their results are kept by Ray Tune and are logged when the study is resumed with MLflow up"
+            )
+        say(f"  MLflow at {tracker.uri} did not answer ({reason[:120]}); trying again for the runs of {', '.join(keys)}")
+        time.sleep(5)
+        pending = failed
+
+
+def _catch_up_trial(tracker: Any, parent: str, result: Any) -> None:
     from .stages import epoch_rows
     from .tracking import trial_identity
 
-    for result in results:
-        key, tags, params = trial_identity(result.config)
-        existing = tracker.find_trial_run(parent, key)
-        ended = existing is not None and existing.info.status != "RUNNING" and "pcdarts.status" in existing.data.tags
-        run_id = existing.info.run_id if ended else tracker.trial_run(parent, key, tags, params)
-        tracker.log_epochs(run_id, epoch_rows(result), tracker.logged_epochs(run_id))
-        if ended:
-            continue
-        status = trial_status(result)
-        final = dict(result.metrics or {})
-        if result.error is not None and not final.get("error"):
-            final["error"] = error_line(result.error)
-        tracker.finish_trial(run_id, status, final if status == "finished" else {"error": final.get("error")})
+    key, tags, params = trial_identity(result.config)
+    existing = tracker.find_trial_run(parent, key)
+    ended = existing is not None and existing.info.status != "RUNNING" and "pcdarts.status" in existing.data.tags
+    run_id = existing.info.run_id if ended else tracker.trial_run(parent, key, tags, params)
+    tracker.log_epochs(run_id, epoch_rows(result), tracker.logged_epochs(run_id))
+    if ended:
+        return
+    status = trial_status(result)
+    final = dict(result.metrics or {})
+    if result.error is not None and not final.get("error"):
+        final["error"] = error_line(result.error)
+    tracker.finish_trial(run_id, status, final if status == "finished" else {"error": final.get("error")})
+
+
+def _close_runs(tracker: Any, parent: str, status: str, say: Say) -> None:
+    """End the study's open runs after an interruption or a failure; a tracking outage only warns (a resume reopens them)."""
+    try:
+        tracker.close_open_runs(parent, status)
+    except Exception as err:  # noqa: BLE001
+        say(f"warning: could not mark the study's MLflow runs {status} ({one_line(err)[:160]}); --resume reopens them")
 
 
 @contextlib.contextmanager
@@ -367,6 +445,8 @@ def ray_session(spec: StudySpec, verbose: bool) -> Iterator[None]:
         "log_to_driver": verbose,
         "logging_level": logging.INFO if verbose else logging.WARNING,
     }
+    if spec.ray.address:
+        check_ray_address(spec.ray.address)
     try:
         if spec.ray.address:
             ray.init(address=spec.ray.address, **options)
@@ -388,9 +468,39 @@ def ray_session(spec: StudySpec, verbose: bool) -> Iterator[None]:
         ray.shutdown()
 
 
+def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
+    """A cluster address (``host:port`` or ``ray://host:port``) answers a TCP connection within
+    ``timeout_s``: ``ray.init`` would otherwise wait a long time for a head that is not there."""
+    if address in ("auto", "local"):
+        return  # Ray finds (or fails to find) the cluster of this machine itself, quickly
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise SpecError(
+            "ray.address",
+            f"{address!r}: write the head's address as host:port (e.g. 10.0.0.1:6379), ray://host:10001 or auto",
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise SpecError(
+            "ray.address",
+            f"{address!r}: nothing answers there ({reason}); start the cluster's head (ray start --head --port {port}) "
+            "or fix ray.address (leave it out for a local Ray)",
+        ) from None
+
+
 def check_resources(spec: StudySpec, available: dict[str, float]) -> None:
-    """A trial that asks for more than the whole cluster has would wait forever: refuse it now."""
+    """A trial that asks for more than the whole cluster has would wait forever: refuse it now.
+    ``gpus_per_trial: auto`` asks for at most one GPU, or none where the cluster has none (said here)."""
     for name, field, asked in (("CPU", "cpus_per_trial", spec.resources.cpus_per_trial), ("GPU", "gpus_per_trial", spec.resources.gpus_per_trial)):
+        if asked == "auto":
+            from .gpu_packing import no_gpu_note
+
+            note = no_gpu_note(available)
+            if note:
+                print(note)
+            continue
         have = available.get(name, 0.0)
         if asked > have:
             raise SpecError(

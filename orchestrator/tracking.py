@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -33,6 +35,8 @@ RUN_STATUS = {"finished": "FINISHED", "diverged": "FAILED", "error": "FAILED", "
 #: The per-epoch values logged as metrics: the numbers of the core's epoch records (search or retrain).
 EPOCH_METRICS = tuple(dict.fromkeys(n for n in (*EpochRecord.SCALARS, *TrainRecord.SCALARS) if n not in ("epoch", "arch_frozen")))
 FINAL_METRICS = ("parameters", "multiply_adds")
+#: Seconds the live logger leaves MLflow alone after a failed call (the stage's catch-up logs what it skipped).
+OUTAGE_PAUSE_S = 20.0
 
 
 class TrackingError(UserInputError):
@@ -63,6 +67,7 @@ class StudyTracker:
         """Open (or create) the study's experiment; fails with a clear message before any trial starts."""
         from mlflow.tracking import MlflowClient
 
+        check_server(uri)
         client = MlflowClient(uri)
         try:
             found = client.get_experiment_by_name(experiment)
@@ -187,6 +192,24 @@ class StudyTracker:
         self.client.set_terminated(parent_id, status)
 
 
+def check_server(uri: str, timeout_s: float = 5.0) -> None:
+    """An ``http(s)://`` tracking server answers within ``timeout_s`` (MLflow's own client would retry
+    for minutes). Any HTTP answer will do: the experiment calls that follow say more if it is not MLflow."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            pass
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise TrackingError(
+            f"tracking.uri={uri!r}: no MLflow server answers there ({reason}); start it "
+            "(mlflow server --host 127.0.0.1 --port PORT --backend-store-uri sqlite:///mlflow.db) or fix tracking.uri"
+        ) from None
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
@@ -211,6 +234,7 @@ class TrialLogger(Callback):
         self.uri, self.experiment_id, self.parent_id = uri, experiment_id, parent_id
         self._tracker: StudyTracker | None = None
         self._runs: dict[str, tuple[str, set[int]]] = {}
+        self._paused_until = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_id": self.parent_id}
@@ -258,10 +282,17 @@ class TrialLogger(Callback):
         self._guarded(log)
 
     def _guarded(self, action: Any) -> None:
-        # A tracking outage must not stop the trials: the stage's catch-up logs what was missed.
+        # A tracking outage must not stop the trials, nor slow them down with the client's retries:
+        # after a failure, live logging pauses for OUTAGE_PAUSE_S; the stage's catch-up logs what was skipped.
+        if time.monotonic() < self._paused_until:
+            return
         try:
             action()
         except Exception as err:  # noqa: BLE001
             self._tracker = None
             self._runs.clear()
-            print(f"warning: MLflow logging failed ({type(err).__name__}: {str(err)[:160]}); it catches up at the end of the stage")
+            self._paused_until = time.monotonic() + OUTAGE_PAUSE_S
+            print(
+                f"warning: MLflow logging failed ({type(err).__name__}: {' '.join(str(err).split())[:160]}); "
+                f"live logging pauses for {OUTAGE_PAUSE_S:g} s and the end of the stage logs what was missed"
+            )

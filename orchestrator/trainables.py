@@ -9,6 +9,7 @@ report lists it. Trials write nothing to MLflow: the driver does (see ``tracking
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from pcdarts_core.data import DatasetBundle
 from pcdarts_core.runner import EpochRunner
 
 FINISHED, DIVERGED = "finished", "diverged"
+#: Test-only: ``TRIAL_KEY:EPOCH``, the trial whose weights become NaN before that epoch (see the module docstring).
+TEST_NAN_ENV = "PCDARTS_TEST_NAN_AT"
 
 
 def search_trial(params: dict[str, Any]) -> None:
@@ -45,7 +48,7 @@ def search_trial(params: dict[str, Any]) -> None:
         genotype = run.genotype()
         return {"genotype": genotype.to_text(), **_genotype_cost(TrainConfig(**trial["retrain_config"]), genotype, data)}
 
-    _report_epochs(search, final)
+    _report_epochs(search, final, trial["key"])
 
 
 def retrain_trial(params: dict[str, Any]) -> None:
@@ -59,7 +62,7 @@ def retrain_trial(params: dict[str, Any]) -> None:
     def final(run: Training) -> dict[str, Any]:
         return {"genotype": run.genotype().to_text(), "parameters": run.cost.parameters, "multiply_adds": run.cost.multiply_adds}
 
-    _report_epochs(training, final)
+    _report_epochs(training, final, trial["key"])
 
 
 def _start(params: dict[str, Any], config: SearchConfig | TrainConfig) -> DatasetBundle:
@@ -76,12 +79,17 @@ def _restore(kind: type[EpochRunner], data: DatasetBundle) -> Any:
         return kind.resume(Path(folder) / CHECKPOINT, data=data)
 
 
-def _report_epochs(run: Any, final: Any) -> None:
+def _report_epochs(run: Any, final: Any, key: str) -> None:
     """Run the remaining epochs, reporting each with a checkpoint; the last report carries the final values."""
+    where = _where()
+    nan_at = _test_nan_epoch(key)
     reported = False
     try:
-        for record in run.epochs():
-            metrics = {**_scalars(record), "trial_status": FINISHED if run.done else "running"}
+        while not run.done:
+            if nan_at == run.epoch + 1:
+                _poison(run)
+            record = run.run_epoch()
+            metrics = {**_scalars(record), **where, "trial_status": FINISHED if run.done else "running"}
             if run.done:
                 metrics.update(final(run))
             with tempfile.TemporaryDirectory(prefix="pcdarts-ckpt-") as folder:
@@ -89,10 +97,30 @@ def _report_epochs(run: Any, final: Any) -> None:
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
             reported = True
     except Diverged as err:
-        tune.report({"epoch": run.epoch, "trial_status": DIVERGED, "error": str(err)})
+        tune.report({"epoch": run.epoch, **where, "trial_status": DIVERGED, "error": str(err)})
         return
     if not reported and run.history:  # restored after its last epoch was saved: report the final values again
-        tune.report({**_scalars(run.history[-1]), "trial_status": FINISHED, **final(run)})
+        tune.report({**_scalars(run.history[-1]), **where, "trial_status": FINISHED, **final(run)})
+
+
+def _where() -> dict[str, Any]:
+    """The Ray node and the worker process running this trial."""
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(), "worker_pid": os.getpid()}
+
+
+def _test_nan_epoch(key: str) -> int | None:
+    """The epoch before which this trial's weights are poisoned (test-only setting), or None."""
+    target, _, epoch = os.environ.get(TEST_NAN_ENV, "").rpartition(":")
+    return int(epoch) if target == key and epoch.isdigit() else None
+
+
+@torch.no_grad()
+def _poison(run: Any) -> None:
+    """Test-only: every weight NaN, so the epoch's loss is NaN and the core's divergence check stops the run."""
+    for parameter in run.model.parameters():
+        parameter.fill_(float("nan"))
 
 
 def _scalars(record: Any) -> dict[str, Any]:

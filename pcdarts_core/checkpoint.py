@@ -19,17 +19,31 @@ import torch
 from .errors import UserInputError
 
 
+class WriteError(UserInputError):
+    """A file could not be written (full disk, read-only or missing folder); the previous file is intact."""
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, synced, then renamed.
+    A failed write (full disk, no permission) removes the temporary file, leaves any previous file
+    as it was and raises :class:`WriteError` naming the path."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+            raise WriteError(
+                f"cannot write {path} ({err.strerror or err}); {kept}: free space there or choose a folder you can write to"
+            ) from None
         raise
 
 

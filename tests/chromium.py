@@ -95,3 +95,111 @@ def artifact_path(name: str) -> Path:
     folder = Path(os.environ.get("PCDARTS_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
+
+
+class DevToolsPage:
+    """One page of a headless Chromium driven over the DevTools protocol (with aiohttp, which MLflow
+    already depends on), for pages that need a click before they show what a test checks:
+
+        with DevToolsPage(browser) as page:
+            page.goto(url)
+            page.wait_for("document.querySelector('button.expand') !== null")
+            page.evaluate("document.querySelector('button.expand').click()")
+            html = page.html(); page.screenshot(png)
+    """
+
+    def __init__(self, browser: str, size: tuple[int, int] = (1600, 1000), timeout: float = 60) -> None:
+        import asyncio
+
+        self.browser, self.size, self.timeout = browser, size, timeout
+        self._loop = asyncio.new_event_loop()
+        self._profile = tempfile.mkdtemp(prefix="chromium-profile-")
+        self._process: subprocess.Popen | None = None
+        self._ids = 0
+
+    def __enter__(self) -> DevToolsPage:
+        self._process = subprocess.Popen(
+            [self.browser, *FLAGS, f"--user-data-dir={self._profile}", f"--window-size={self.size[0]},{self.size[1]}",
+             "--remote-debugging-port=0", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        endpoint = None
+        for line in self._process.stderr:  # "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID"
+            if "DevTools listening on " in line:
+                endpoint = line.split("DevTools listening on ", 1)[1].strip()
+                break
+        if endpoint is None:
+            self.__exit__()
+            raise AssertionError("Chromium did not open its DevTools endpoint")
+        self._loop.run_until_complete(self._connect(endpoint))
+        return self
+
+    async def _connect(self, endpoint: str) -> None:
+        import aiohttp
+
+        self._http = aiohttp.ClientSession()
+        self._socket = await self._http.ws_connect(endpoint, max_msg_size=0)
+        target = await self._send("Target.createTarget", {"url": "about:blank"})
+        attached = await self._send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
+        self._session = attached["sessionId"]
+        await self._send("Page.enable", session=True)
+
+    async def _send(self, method: str, params: dict | None = None, session: bool = False) -> dict:
+        import asyncio
+
+        self._ids += 1
+        message = {"id": self._ids, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = self._session
+        await self._socket.send_json(message)
+        async with asyncio.timeout(self.timeout):
+            while True:
+                answer = await self._socket.receive_json()
+                if answer.get("id") == self._ids:
+                    if "error" in answer:
+                        raise AssertionError(f"Chromium refused {method}: {answer['error']}")
+                    return answer.get("result", {})
+
+    def goto(self, url: str) -> None:
+        self._loop.run_until_complete(self._send("Page.navigate", {"url": url}, session=True))
+
+    def evaluate(self, expression: str) -> object:
+        """The value of a JavaScript expression in the page."""
+        result = self._loop.run_until_complete(
+            self._send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, session=True)
+        )
+        return result.get("result", {}).get("value")
+
+    def wait_for(self, expression: str, timeout: float = 30, what: str = "") -> None:
+        """Poll a JavaScript expression until it is true."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the page never showed {what or expression} within {timeout} s")
+            time.sleep(0.25)
+
+    def html(self) -> str:
+        return str(self.evaluate("document.documentElement.outerHTML"))
+
+    def screenshot(self, png: Path) -> Path:
+        import base64
+
+        shot = self._loop.run_until_complete(self._send("Page.captureScreenshot", {"format": "png"}, session=True))
+        Path(png).write_bytes(base64.b64decode(shot["data"]))
+        return Path(png)
+
+    def __exit__(self, *exc: object) -> None:
+        async def close() -> None:
+            if getattr(self, "_socket", None) is not None:
+                await self._socket.close()
+            if getattr(self, "_http", None) is not None:
+                await self._http.close()
+
+        self._loop.run_until_complete(close())
+        self._loop.close()
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        shutil.rmtree(self._profile, ignore_errors=True)

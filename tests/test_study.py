@@ -1,7 +1,9 @@
-"""A tiny study end to end on a local Ray (2 CPUs) with its sqlite MLflow store: interrupted with
-Ctrl-C in the middle of the search stage, then resumed to the end. Checks the trials per stage,
-the reports, the selection rule and MLflow's parent/child runs (one per trial, none left RUNNING,
-no epoch logged twice)."""
+"""A tiny study end to end on a local Ray (2 CPUs) with its sqlite MLflow store, interrupted four
+ways and resumed each time: the driver SIGKILLed in the middle of the search stage, Ctrl-C later in
+that stage, the driver SIGKILLed again in the middle of the retrain stage, and a final resume of the
+finished study. Checks that a killed driver leaves no process behind, that finished trials are never
+run again, the trials per stage, the reports, the selection rule and MLflow's parent/child runs (one
+per trial, none left RUNNING, no epoch logged twice)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,7 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +19,8 @@ import pytest
 import yaml
 
 from orchestrator.stages import TRIAL_COLUMNS
+
+from study_helpers import RAY_AGENTS, driver, finish, finished, kill_driver, result_rows, trial_results, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,59 +49,119 @@ TINY_STUDY = {
 def ray_env():
     short = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": short, "PYTHONUNBUFFERED": "1"}
+    env.pop("PCDARTS_TEST_NAN_AT", None)
     yield env
     shutil.rmtree(short, ignore_errors=True)
 
 
-def _study(args: list[str], env: dict, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.run", *args],
-        env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+def _finished_results(folder: Path, stage: str) -> dict[str, list[dict]]:
+    """The result rows of the trials of one stage that have finished."""
+    return {key: rows for key, rows in trial_results(folder, stage).items() if finished(rows)}
 
 
-def _finished_search_trials(folder: Path) -> int:
-    count = 0
-    for result in (folder / "tune").glob("tiny-*-search/*/result.json"):
-        if '"trial_status": "finished"' in result.read_text():
-            count += 1
-    return count
+def _not_run_again(before: dict[str, list[dict]], after: dict[str, list[dict]]) -> None:
+    """A trial that had finished trained no epoch again: its rows are kept, and at most a trial whose end
+    Tune had not yet saved when the driver died is restored from its final checkpoint and reports the same
+    final values again (no training)."""
+    for key, rows in before.items():
+        final = rows[-1]
+        assert after[key][: len(rows)] == rows, key
+        for again in after[key][len(rows):]:
+            assert again["trial_status"] == "finished" and again["epoch"] == final["epoch"], (key, again)
+            assert again["train_loss"] == final["train_loss"] and again["epoch_time_s"] == final["epoch_time_s"], (key, again)
 
 
-def test_study_interrupted_then_resumed(tmp_path, ray_env):
+def _done(folder: Path, stage: str) -> set[str]:
+    return {key for key, rows in trial_results(folder, stage).items() if finished(rows)}
+
+
+def _rows(folder: Path) -> int:
+    return sum(len(result_rows(p)) for p in folder.glob("tune/tiny-*/*/result.json"))
+
+
+def _only_ray_agents(leaked: dict[int, str]) -> None:
+    """Ray's GCS, raylet and workers die with a SIGKILLed driver (they watch their parent); only Ray's
+    two node agents can outlive it for a while (they try to report the raylet's death to the gone GCS).
+    kill_driver ended them by PID."""
+    others = {pid: cmd for pid, cmd in leaked.items() if not cmd.startswith(RAY_AGENTS)}
+    assert others == {}, f"processes outlived the killed driver: {others}"
+
+
+def _mlflow(folder: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    return client, client.search_runs([experiment.experiment_id], max_results=100)
+
+
+def test_study_killed_interrupted_and_resumed(tmp_path, ray_env):
     spec_file = tmp_path / "tiny.yaml"
     spec_file.write_text(yaml.safe_dump(TINY_STUDY, sort_keys=False))
     folder = tmp_path / "study"
     args = [str(spec_file), "--out", str(folder)]
+    resume = [*args, "--resume"]
 
-    # 1. start, and press Ctrl-C once the first search trial has finished
-    first = _study(args, ray_env, tmp_path)
+    # 1. the driver SIGKILLed once a search trial has finished (and Tune has gone on after it)
+    first = driver(args, ray_env, tmp_path, tmp_path / "run1.log")
     try:
-        deadline = time.monotonic() + 300
-        while _finished_search_trials(folder) == 0:
-            assert first.poll() is None, first.communicate()[0]
-            assert time.monotonic() < deadline, "no search trial finished in 5 minutes"
-            time.sleep(0.5)
-        first.send_signal(signal.SIGINT)
-        output, _ = first.communicate(timeout=180)
+        done = wait_for(lambda: _done(folder, "search"), first, 300, "finished search trial")
+        rows = _rows(folder)
+        wait_for(lambda: _rows(folder) > rows, first, 120, "report after the first finished search trial")
+        finished_search = _finished_results(folder, "search")
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-    assert first.returncode == 130, output
+        leaked = kill_driver(first)
+    _only_ray_agents(leaked)
+    assert 1 <= len(finished_search) < 4 and set(done) <= set(finished_search)
+    assert json.loads((folder / "study.json").read_text())["stages_done"] == []
+    client, runs = _mlflow(folder)
+    assert any(r.info.status == "RUNNING" for r in runs)  # a killed driver cannot close its runs
+
+    # 2. resumed, then Ctrl-C in the middle of a trial: exit 130 with the resume command, runs closed
+    second = driver(resume, ray_env, tmp_path, tmp_path / "run2.log")
+    try:
+        rows = _rows(folder)
+        wait_for(lambda: _rows(folder) > rows, second, 300, "new search report after resuming")
+        second.send_signal(signal.SIGINT)
+        code, output = finish(second, 180)
+    finally:
+        if second.poll() is None:
+            kill_driver(second)
+    assert code == 130, output
     assert "--resume" in output
-    state = json.loads((folder / "study.json").read_text())
-    assert state["stages_done"] == []
-    finished_before = _finished_search_trials(folder)
-    assert 1 <= finished_before < 4
+    assert json.loads((folder / "study.json").read_text())["stages_done"] == []
+    client, runs = _mlflow(folder)
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
 
-    # 2. resume to the end
-    second = _study([*args, "--resume"], ray_env, tmp_path)
-    output, _ = second.communicate(timeout=600)
-    assert second.returncode == 0, output
-    assert "search: 4/4 done" in output and "retrain: 4/4 done" in output
+    # 3. resumed, and the driver SIGKILLed again once a retrain trial has finished
+    third = driver(resume, ray_env, tmp_path, tmp_path / "run3.log")
+    try:
+        wait_for(lambda: _done(folder, "retrain"), third, 400, "finished retrain trial")
+        rows = _rows(folder)
+        wait_for(lambda: _rows(folder) > rows, third, 120, "report after the first finished retrain trial")
+        finished_retrain = _finished_results(folder, "retrain")
+    finally:
+        leaked = kill_driver(third)
+    _only_ray_agents(leaked)
+    assert json.loads((folder / "study.json").read_text())["stages_done"] == ["search", "select"]
+    assert 1 <= len(finished_retrain) < 4
 
-    # the reports
+    # 4. resumed to the end
+    fourth = driver(resume, ray_env, tmp_path, tmp_path / "run4.log")
+    code, output = finish(fourth, 600)
+    assert code == 0, output
+    assert "stage search: done earlier" in output and "retrain: 4/4 done" in output
+
+    # trials finished before a kill were not run again
+    _not_run_again(finished_search, trial_results(folder, "search"))
+    _not_run_again(finished_retrain, trial_results(folder, "retrain"))
+    # a trial resumed mid-way went on from its last epoch checkpoint: its epochs never go back
+    for stage in ("search", "retrain"):
+        for key, trial_rows in trial_results(folder, stage).items():
+            epochs = [row["epoch"] for row in trial_rows if "epoch" in row]
+            assert epochs == sorted(epochs) and epochs[-1] == 2, (key, epochs)
+
+    # the reports: as many rows as an uninterrupted study
     trials = pd.read_csv(folder / "trials.csv")
     assert tuple(trials.columns) == TRIAL_COLUMNS
     assert trials["stage"].value_counts().to_dict() == {"search": 4, "retrain": 4}
@@ -120,18 +181,14 @@ def test_study_interrupted_then_resumed(tmp_path, ray_env):
     assert "| setting" in (folder / "summary.md").read_text()
 
     # MLflow: one parent, one child per trial, none RUNNING, every epoch logged once
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("tiny")
-    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    client, runs = _mlflow(folder)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent_id = parents[0].info.run_id
     assert all(r.data.tags["mlflow.parentRunId"] == parent_id for r in children)
     keys = sorted(r.data.tags["pcdarts.trial"] for r in children)
-    assert keys == sorted(trials["trial"])  # exactly one run per trial
+    assert keys == sorted(trials["trial"]) and len(children) == 8  # exactly one run per trial
     assert all(r.info.status == "FINISHED" for r in children)
     for run in children:
         tags, params = run.data.tags, run.data.params
@@ -146,9 +203,9 @@ def test_study_interrupted_then_resumed(tmp_path, ray_env):
     assert {"trials.csv", "summary.csv", "summary.md", "spec.yaml"} <= parent_artifacts
     assert parents[0].data.params["search.k"] == "[2, 4]"
 
-    # 3. resuming a finished study redoes nothing and adds no runs
-    third = _study([*args, "--resume"], ray_env, tmp_path)
-    output, _ = third.communicate(timeout=300)
-    assert third.returncode == 0, output
-    assert "stage search: done earlier" in output
-    assert len(client.search_runs([experiment.experiment_id], max_results=100)) == len(runs)
+    # 5. resuming a finished study redoes nothing and adds no runs
+    fifth = driver(resume, ray_env, tmp_path, tmp_path / "run5.log")
+    code, output = finish(fifth, 300)
+    assert code == 0, output
+    assert "stage search: done earlier" in output and "stage retrain: done earlier" in output
+    assert len(_mlflow(folder)[1]) == len(runs)
