@@ -124,9 +124,7 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
             weight_decay=config.weight_decay,
             **kernels,
         )
-        self.architect = Architect(
-            self.model, config, autocast=lambda: self.speed.autocast(self.device), optimizer_options=kernels
-        )
+        self.architect = Architect(self.model, config, optimizer_options=kernels)
         train_idx, valid_idx = split_training_set(len(data.train), config.train_portion, config.seed, config.train_subset)
         if len(train_idx) == 0 or len(valid_idx) == 0:
             raise UserInputError(
