@@ -1,21 +1,71 @@
-"""What the benchmark scripts share: device synchronisation, saved-activation bytes, machine facts.
+"""What the benchmark scripts share: device synchronisation, saved-activation bytes, machine facts,
+JSON written so that a killed run keeps what it measured.
 
 The scripts run as ``python bench/NAME.py`` from the repository root, so this module is imported
-as ``_common`` (the script's folder is on ``sys.path``).
+as ``_common`` (the script's folder is on ``sys.path``). The repository root is not on it: they
+import ``pcdarts_core`` from the installed package (``pip install -e .``) or from ``PYTHONPATH``
+(``bench/gpu_check.sh`` puts the root there).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
+import json
 import os
 import platform
+import signal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch import nn
 
 MiB = 2**20
+
+
+class Stopped(Exception):
+    """SIGTERM arrived (what ``timeout`` sends): stop measuring and keep what was measured."""
+
+
+@dataclasses.dataclass
+class StopRequest:
+    """Set by :func:`sigterm_stops`'s handler: the signal's name once one arrived."""
+
+    signal: Optional[str] = None
+
+    def check(self) -> None:
+        """Raise :class:`Stopped` if a signal arrived (in case its exception was swallowed, say in a
+        ``__del__`` it interrupted)."""
+        if self.signal:
+            raise Stopped(self.signal)
+
+
+@contextlib.contextmanager
+def sigterm_stops() -> Iterator[StopRequest]:
+    """Within the block SIGTERM raises :class:`Stopped` in the main thread instead of ending the process
+    on the spot, so the script can write what it has before it exits."""
+    request = StopRequest()
+
+    def stop(signum: int, frame: object) -> None:
+        request.signal = signal.Signals(signum).name
+        raise Stopped(request.signal)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` whole or not at all (a temporary file renamed over it), so a run
+    killed mid-write leaves the previous version rather than half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def sync(device: torch.device) -> None:

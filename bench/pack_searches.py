@@ -9,8 +9,12 @@ included, as in a real search). Aggregate images/s = all training images of the 
 (``OMP_NUM_THREADS`` and ``torch.set_num_threads``), else they thrash. Reports each process's peak
 memory (CUDA: allocated and reserved; CPU: resident) and, on CUDA, the GPU share the study
 orchestrator would give such a trial (``resources.gpus_per_trial: auto``). Goal (issue 6, on a
-GPU): 4 packed K=4 searches reach at least 1.5x the images/s of one alone. Writes JSON; exits 0
-whatever the figures (1 if a process failed).
+GPU): 4 packed K=4 searches reach at least 1.5x the images/s of one alone.
+
+``--timeout`` is one deadline for the whole run (both groups, warm-ups included). Writes JSON after
+each group, so a run that fails, runs out of time or gets SIGTERM (what ``timeout`` sends; it then
+stops its processes and exits 143) keeps what it measured (``complete``: false). Exits 0 whatever
+the figures, 1 if a process failed or the deadline passed.
 
     python bench/pack_searches.py                  # GPU: 4 x K=4 at batch 256, C=16, 8 cells
     python bench/pack_searches.py --processes 2 --batch 8 --C 4 --layers 3 --image-size 8 --steps 2
@@ -21,27 +25,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
-from _common import MiB, machine
+from _common import MiB, Stopped, machine, sigterm_stops, write_json
 
 GOAL = 1.5
 GPU_DEFAULTS = {"batch": 256, "C": 16, "layers": 8, "image_size": 32, "steps": 10}
 CPU_DEFAULTS = {"batch": 16, "C": 8, "layers": 5, "image_size": 16, "steps": 2}
 
 
+class OutOfTime(Exception):
+    """The run's ``--timeout`` passed."""
+
+
 def worker(args: argparse.Namespace) -> int:
-    """One search process: build, warm up, say READY, wait for the go file, measure, print RESULT."""
+    """One search process: build, warm up, say it is ready (file ``ready-INDEX``), wait for the go file,
+    measure, write ``result-INDEX.json``; all in ``--status-dir``."""
     from pcdarts_core import Search, SearchConfig
     from pcdarts_core.devices import peak_memory_bytes
     from pcdarts_core.probe import synthetic_bundle
 
+    parent = os.getppid()
     if args.threads:
         torch.set_num_threads(args.threads)
     config = SearchConfig(
@@ -50,9 +61,12 @@ def worker(args: argparse.Namespace) -> int:
     )
     search = Search(config, data=synthetic_bundle(train_images=2 * args.batch * args.steps, image_size=args.image_size, seed=args.index))
     search.run_epoch()
-    print("READY", flush=True)
-    go = Path(args.go_file)
+    status = Path(args.status_dir)
+    (status / f"ready-{args.index}").touch()
+    go = status / "go"
     while not go.exists():
+        if os.getppid() != parent:  # the benchmark was killed before it released us
+            return 1
         time.sleep(0.01)
     start = time.time()
     records = [search.run_epoch() for _ in range(args.epochs)]
@@ -70,40 +84,63 @@ def worker(args: argparse.Namespace) -> int:
         "total_memory_bytes": int(torch.cuda.get_device_properties(search.device).total_memory) if cuda else None,
         "threads": torch.get_num_threads(),
     }
-    print("RESULT " + json.dumps(result), flush=True)
+    result_file = status / f"result-{args.index}.json"
+    tmp = result_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(result_file)
     return 0
 
 
-def run_group(args: argparse.Namespace, n: int, threads: int) -> dict[str, Any]:
-    """Start ``n`` worker processes, release them together once all are warm, and collect their results."""
-    with tempfile.TemporaryDirectory(prefix="pcdarts-pack-") as folder:
-        go = Path(folder) / "go"
+def wait_for(procs: list[subprocess.Popen], done: Callable[[int], bool], what: str, deadline: float, logs: list[Path]) -> None:
+    """Wait until ``done(i)`` holds for every process ``i``; raise RuntimeError when one exits before
+    that, :class:`OutOfTime` when ``deadline`` (``time.time()``) passes first."""
+    while not all(done(i) for i in range(len(procs))):
+        for i, p in enumerate(procs):
+            if p.poll() is not None and not done(i):
+                raise RuntimeError(f"search process {i} exited ({p.returncode}) before it was {what}: {tail(logs[i])}")
+        if time.time() > deadline:
+            late = sum(not done(i) for i in range(len(procs)))
+            raise OutOfTime(f"{late} of {len(procs)} search processes not {what} by the deadline")
+        time.sleep(0.02)
+
+
+def tail(log: Path, chars: int = 2000) -> str:
+    try:
+        return log.read_text(errors="replace")[-chars:].strip() or "(no output)"
+    except OSError:
+        return "(no output)"
+
+
+def run_group(args: argparse.Namespace, n: int, threads: int, deadline: float) -> dict[str, Any]:
+    """Start ``n`` worker processes, release them together once all are warm, and collect their results,
+    all before ``deadline`` (``time.time()``); the processes are ended whatever happens."""
+    with tempfile.TemporaryDirectory(prefix="pcdarts-pack-") as name:
+        folder = Path(name)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        base = [sys.executable, str(Path(__file__).resolve()), "--worker", "--go-file", str(go), "--threads", str(threads)]
+        base = [sys.executable, str(Path(__file__).resolve()), "--worker", "--status-dir", str(folder), "--threads", str(threads)]
         sizes = ["--device", args.device, "--k", str(args.k), "--batch", str(args.batch), "--C", str(args.C),
                  "--layers", str(args.layers), "--image-size", str(args.image_size), "--steps", str(args.steps),
                  "--epochs", str(args.epochs)]
-        procs = [subprocess.Popen([*base, *sizes, "--index", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                 for i in range(n)]
-        deadline = time.time() + args.timeout
+        logs = [folder / f"worker-{i}.log" for i in range(n)]
+        procs: list[subprocess.Popen] = []
         try:
-            for p in procs:  # each prints READY after its warm-up epoch (or fails)
-                line = p.stdout.readline() if p.stdout else ""
-                if line.strip() != "READY":
-                    raise RuntimeError(f"a search process failed before it was ready: {line.strip()} {p.communicate(timeout=30)[1][-2000:]}")
-            go.touch()
-            outputs = [p.communicate(timeout=max(1.0, deadline - time.time())) for p in procs]
+            for i, log in enumerate(logs):
+                with log.open("w") as out:  # the child keeps its own copy of the descriptor
+                    procs.append(subprocess.Popen([*base, *sizes, "--index", str(i)], stdout=out, stderr=subprocess.STDOUT, env=env))
+            wait_for(procs, lambda i: (folder / f"ready-{i}").exists(), "ready (warm-up epoch done)", deadline, logs)
+            (folder / "go").touch()
+            wait_for(procs, lambda i: procs[i].poll() is not None, "finished", deadline, logs)
+            results = []
+            for i, p in enumerate(procs):
+                result = folder / f"result-{i}.json"
+                if p.returncode != 0 or not result.exists():
+                    raise RuntimeError(f"search process {i} failed (exit {p.returncode}): {tail(logs[i])}")
+                results.append(json.loads(result.read_text()))
         finally:
             for p in procs:
                 if p.poll() is None:
                     p.kill()
-                    p.wait()
-    results = []
-    for p, (out, err) in zip(procs, outputs):
-        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
-        if p.returncode != 0 or not lines:
-            raise RuntimeError(f"a search process failed (exit {p.returncode}): {err[-2000:]}")
-        results.append(json.loads(lines[-1][len("RESULT "):]))
+                p.wait()
     images = sum(r["train_images"] for r in results)
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     return {"processes": n, "threads_per_process": threads, "images_per_s": images / wall, "wall_s": wall, "per_process": results}
@@ -121,15 +158,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--steps", type=int, help="steps per epoch")
     parser.add_argument("--epochs", type=int, default=2, help="measured epochs per process (after one warm-up epoch)")
     parser.add_argument("--threads", type=int, help="CPU threads per process (default: the cores shared out)")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds a group may take")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds the whole run may take (both groups)")
     parser.add_argument("--json", type=Path, default=Path("bench/results/pack_searches.json"))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--go-file", help=argparse.SUPPRESS)
+    parser.add_argument("--status-dir", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
 
+    deadline = time.time() + args.timeout
     from pcdarts_core.devices import resolve_device
     from pcdarts_core.probe import gpu_share
 
@@ -144,15 +182,37 @@ def main(argv: Optional[list[str]] = None) -> int:
     cores = os.cpu_count() or 1
     alone_threads = args.threads or cores
     packed_threads = args.threads or max(1, cores // args.processes)
+    full = device.type == "cuda" and args.k == 4 and args.processes == 4 and all(
+        getattr(args, n) == GPU_DEFAULTS[n] for n in ("batch", "C", "layers", "image_size"))
+    settings = {n: str(v) if isinstance(v, Path) else v for n, v in vars(args).items() if n not in ("worker", "status_dir", "index")}
+    payload: dict[str, Any] = {"machine": facts, "settings": settings, "complete": False, "error": None, "alone": None,
+                               "packed": None, "speedup": None, "gpu_share": None, "goal": {"limit": GOAL, "pass": None}}
     print(f"{facts['device_name']} ({device}): K={args.k}, batch {args.batch}, C={args.C}, {args.layers} cells, "
-          f"{args.image_size}x{args.image_size}, {args.steps} steps x {args.epochs} measured epochs per process", flush=True)
+          f"{args.image_size}x{args.image_size}, {args.steps} steps x {args.epochs} measured epochs per process; "
+          f"at most {args.timeout:g} s in all", flush=True)
+    code = 0
     try:
-        alone = run_group(args, 1, alone_threads)
-        print(f"  alone: {alone['images_per_s']:.1f} img/s ({alone_threads} threads)", flush=True)
-        packed = run_group(args, args.processes, packed_threads)
-    except (RuntimeError, subprocess.TimeoutExpired) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        with sigterm_stops() as stop:
+            payload["alone"] = run_group(args, 1, alone_threads, deadline)
+            write_json(args.json, payload)
+            print(f"  alone: {payload['alone']['images_per_s']:.1f} img/s ({alone_threads} threads)", flush=True)
+            stop.check()
+            payload["packed"] = run_group(args, args.processes, packed_threads, deadline)
+    except (RuntimeError, OutOfTime, Stopped) as err:
+        if isinstance(err, OutOfTime):
+            payload["error"] = f"out of time: {err} (--timeout {args.timeout:g} s for the whole run)"
+        elif isinstance(err, Stopped):
+            payload["error"] = f"stopped by {err}"
+        else:
+            payload["error"] = str(err)
+        code = 128 + signal.SIGTERM if isinstance(err, Stopped) else 1
+        print(f"error: {payload['error']}", file=sys.stderr, flush=True)
+        print(f"---- packing: not measured ({'the alone group measured, not the packed one' if payload['alone'] else 'nothing measured'}; "
+              f"{'stopped' if code != 1 else 'see the error above'})", flush=True)
+        write_json(args.json, payload)
+        print(f"wrote {args.json}")
+        return code
+    alone, packed = payload["alone"], payload["packed"]
     ratio = packed["images_per_s"] / alone["images_per_s"]
     print(f"  {args.processes} packed: {packed['images_per_s']:.1f} img/s in all ({packed_threads} threads each): "
           f"{ratio:.2f}x one alone")
@@ -165,16 +225,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         worst = max(r["peak_reserved_bytes"] for r in packed["per_process"])
         share = gpu_share(worst, packed["per_process"][0]["total_memory_bytes"])
         print(f"  GPU share the orchestrator would give such a trial (gpus_per_trial: auto): {share:g}")
-    full = device.type == "cuda" and args.k == 4 and args.processes == 4 and all(
-        getattr(args, n) == GPU_DEFAULTS[n] for n in ("batch", "C", "layers", "image_size"))
     verdict = (ratio >= GOAL) if full else None
     print(f"{ {True: 'PASS', False: 'FAIL', None: '----'}[verdict]} packing: {ratio:.2f}x (goal >= {GOAL} for 4 x K=4 at the "
           f"full sizes on a GPU{'' if full else '; not checked here'})")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    settings = {n: str(v) if isinstance(v, Path) else v for n, v in vars(args).items() if n not in ("worker", "go_file", "index")}
-    payload = {"machine": facts, "settings": settings, "alone": alone, "packed": packed, "speedup": ratio,
-               "gpu_share": share, "goal": {"limit": GOAL, "pass": verdict}}
-    args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    payload.update(complete=True, speedup=ratio, gpu_share=share, goal={"limit": GOAL, "pass": verdict})
+    write_json(args.json, payload)
     print(f"wrote {args.json}")
     return 0
 

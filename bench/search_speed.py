@@ -12,14 +12,17 @@ and compiled graphs). Reported per point:
   saves for backward in one forward pass of a training batch (``saved MiB``), and that figure
   relative to K=1 at the same batch, precision and memory format;
 * the speed-up over the reference mode (eager float32 NCHW, the published code's way) at the
-  same K and batch, always measured first;
+  same K and batch, measured first (``--no-reference``: not measured unless asked for, no speed-up);
 * the projected time of a full CIFAR-10 search: ``--search-epochs`` epochs of
   ``--full-train-images`` training images (every step with its architecture step, so the 15
   warm-up epochs are over-counted) plus the validation pass over ``--full-valid-images``.
 
-It prints a table and the issue-6 goals (PASS/FAIL where measured: a full search at K=4, batch 256,
-C=16, 8 cells, 32x32 in at most 15 minutes; at least 3x the reference images/s; saved activations
-at K=4 at most 0.33 of K=1) and writes JSON. A measurement: it exits 0 whatever the figures.
+It prints each point's row as it is measured, then the table and the issue-6 goals (PASS/FAIL where
+measured: a full search at K=4, batch 256, C=16, 8 cells, 32x32 in at most 15 minutes; at least 3x
+the reference images/s; saved activations at K=4 at most 0.33 of K=1). The JSON is rewritten after
+every point, so a run killed mid-grid keeps the points measured so far (``complete``: false); on
+SIGTERM (what ``timeout`` sends) it stops, prints the goals over those points and exits 143. A
+measurement: otherwise it exits 0 whatever the figures.
 
     python bench/search_speed.py                      # CPU: small sizes; GPU: the full sizes
     python bench/search_speed.py --device cuda --ks 1 4 --batch 256 --precision fp32 bf16 \\
@@ -31,15 +34,15 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
-import json
 import math
+import signal
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from _common import MiB, machine, saved_activation_bytes
+from _common import MiB, machine, saved_activation_bytes, sigterm_stops, write_json
 
 from pcdarts_core import Search, SearchConfig
 from pcdarts_core.devices import resolve_device
@@ -58,10 +61,12 @@ TIMING_FIELDS = ("steps", "images_per_s", "train_s", "eval_s", "eval_batches", "
 
 
 def grid(args: argparse.Namespace) -> list[tuple[int, int, str, str, str]]:
-    """(K, batch, precision, memory format, compile) points, each (K, batch) led by the reference mode."""
+    """(K, batch, precision, memory format, compile) points, each (K, batch) led by the reference mode
+    (unless ``--no-reference``: then only the modes asked for)."""
     points = []
+    lead = [] if args.no_reference else [REFERENCE]
     for k, batch in itertools.product(args.ks, args.batch):
-        modes = [REFERENCE] + [m for m in itertools.product(args.precision, args.memory_format, args.compile) if m != REFERENCE]
+        modes = lead + [m for m in itertools.product(args.precision, args.memory_format, args.compile) if m not in lead]
         points += [(k, batch, *mode) for mode in modes]
     return points
 
@@ -175,19 +180,28 @@ def fmt(value: Optional[float], spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"{'K':>2} {'batch':>5} {'prec':>4} {'format':>13} {'compile':>7} {'img/s':>9} {'step ms':>8} {'eval ms/b':>9} "
-          f"{'peak MiB':>9} {'saved MiB':>9} {'saved/K1':>8} {'x ref':>6} {'search min':>10}")
-    for r in rows:
-        peak = r["peak_allocated_bytes"] / MiB if r["peak_allocated_bytes"] is not None else None
-        saved = r["saved_activation_bytes"] / MiB if r["saved_activation_bytes"] is not None else None
-        step_ms = r["step_s"] * 1e3 if r["step_s"] is not None else None
-        eval_ms = r["eval_s_per_batch"] * 1e3 if r["eval_s_per_batch"] is not None else None
-        minutes = r["projected_search_s"] / 60 if r["projected_search_s"] is not None else None
-        print(f"{r['k']:>2} {r['batch']:>5} {r['precision']:>4} {r['memory_format']:>13} {r['compile']:>7} "
-              f"{fmt(r['images_per_s'], '.1f'):>9} {fmt(step_ms, '.1f'):>8} {fmt(eval_ms, '.1f'):>9} {fmt(peak, '.0f'):>9} "
-              f"{fmt(saved, '.1f'):>9} {fmt(r['saved_ratio'], '.3f'):>8} {fmt(r['speedup'], '.2f'):>6} "
-              f"{fmt(minutes, '.1f'):>10}", flush=True)
+TABLE_HEADER = (f"{'K':>2} {'batch':>5} {'prec':>4} {'format':>13} {'compile':>7} {'img/s':>9} {'step ms':>8} {'eval ms/b':>9} "
+                f"{'peak MiB':>9} {'saved MiB':>9} {'saved/K1':>8} {'x ref':>6} {'search min':>10} {'wall s':>6}")
+
+
+def table_row(r: dict[str, Any]) -> str:
+    peak = r["peak_allocated_bytes"] / MiB if r["peak_allocated_bytes"] is not None else None
+    saved = r["saved_activation_bytes"] / MiB if r["saved_activation_bytes"] is not None else None
+    step_ms = r["step_s"] * 1e3 if r["step_s"] is not None else None
+    eval_ms = r["eval_s_per_batch"] * 1e3 if r["eval_s_per_batch"] is not None else None
+    minutes = r["projected_search_s"] / 60 if r["projected_search_s"] is not None else None
+    return (f"{r['k']:>2} {r['batch']:>5} {r['precision']:>4} {r['memory_format']:>13} {r['compile']:>7} "
+            f"{fmt(r['images_per_s'], '.1f'):>9} {fmt(step_ms, '.1f'):>8} {fmt(eval_ms, '.1f'):>9} {fmt(peak, '.0f'):>9} "
+            f"{fmt(saved, '.1f'):>9} {fmt(r['saved_ratio'], '.3f'):>8} {fmt(r['speedup'], '.2f'):>6} "
+            f"{fmt(minutes, '.1f'):>10} {r['wall_s']:>6.0f}")
+
+
+def print_goals(result: dict[str, Any]) -> None:
+    for name, g in result.items():
+        verdict = {True: "PASS", False: "FAIL", None: "----"}[g["pass"]]
+        value = fmt(g.get("value"), ".3f")
+        print(f"{verdict} {name} = {value} (goal {'<=' if name != 'speedup' else '>='} {g.get('limit', GOALS[name])}): {g['why']}",
+              flush=True)
 
 
 def parse_args(argv: Optional[list[str]]) -> tuple[argparse.Namespace, torch.device]:
@@ -208,6 +222,8 @@ def parse_args(argv: Optional[list[str]]) -> tuple[argparse.Namespace, torch.dev
     parser.add_argument("--full-train-images", type=int, default=25_000)
     parser.add_argument("--full-valid-images", type=int, default=25_000)
     parser.add_argument("--sync-debug", action="store_true", help="CUDA: count host synchronisations in one more epoch")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="do not lead each (K, batch) with the eager fp32 NCHW reference (no speed-ups then)")
     parser.add_argument("--memory-only", action="store_true", help="only the saved-activation bytes, no timing (fast on a CPU)")
     parser.add_argument("--json", type=Path, default=Path("bench/results/search_speed.json"))
     args = parser.parse_args(argv)
@@ -230,24 +246,44 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"C={args.C}, {args.layers} cells, {args.image_size}x{args.image_size}, "
           f"{'saved bytes only' if args.memory_only else f'{args.steps} steps x {args.epochs} epochs per point'}, "
           f"{len(points)} points", flush=True)
-    rows = []
-    for point in points:
-        rows.append(measure(args, device, point))
-        r = rows[-1]
-        print(f"  measured K={r['k']} batch {r['batch']} {r['precision']}/{r['memory_format']}/compile {r['compile']}: "
-              f"{fmt(r['images_per_s'], '.1f')} img/s ({r['wall_s']:.0f} s)", flush=True)
-    add_ratios(rows)
-    print_table(rows)
-    result = goals(rows, args, device)
-    for name, g in result.items():
-        verdict = {True: "PASS", False: "FAIL", None: "----"}[g["pass"]]
-        value = fmt(g.get("value"), ".3f")
-        print(f"{verdict} {name} = {value} (goal {'<=' if name != 'speedup' else '>='} {g.get('limit', GOALS[name])}): {g['why']}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     settings = {n: str(v) if isinstance(v, Path) else v for n, v in vars(args).items()}
-    args.json.write_text(json.dumps({"machine": facts, "settings": settings, "results": rows, "goals": result}, indent=2) + "\n")
-    print(f"wrote {args.json}")
-    return 0
+    rows: list[dict[str, Any]] = []
+    stopped, code = None, 0
+
+    def save() -> dict[str, Any]:
+        """Ratios and goals over the rows so far, written to the JSON (after every point)."""
+        add_ratios(rows)
+        result = goals(rows, args, device)
+        write_json(args.json, {"machine": facts, "settings": settings, "points": len(points), "measured": len(rows),
+                               "complete": len(rows) == len(points), "stopped": stopped, "results": rows, "goals": result})
+        return result
+
+    print(TABLE_HEADER, flush=True)
+    with sigterm_stops() as stop:
+        try:
+            for point in points:
+                rows.append(measure(args, device, point))
+                save()
+                print(table_row(rows[-1]), flush=True)  # ratios as known so far; the table below has them all
+                stop.check()
+        except KeyboardInterrupt:
+            stopped, code = f"interrupted after {len(rows)} of {len(points)} points", 128 + signal.SIGINT
+        except Exception:
+            if stop.signal is None:
+                raise
+            # Stopped itself, or what a library made of it (torch.compile wraps it in its own error)
+            stopped, code = f"{stop.signal} after {len(rows)} of {len(points)} points", 128 + signal.SIGTERM
+    if stopped:
+        print(f"stopped ({stopped}); the goals below are over the points measured", flush=True)
+    result = save()
+    if rows:
+        print("all points measured:" if stopped is None else "the points measured:")
+        print(TABLE_HEADER)
+        for r in rows:
+            print(table_row(r))
+    print_goals(result)
+    print(f"wrote {args.json}", flush=True)
+    return code
 
 
 if __name__ == "__main__":
