@@ -2,12 +2,16 @@
 
 With ``auto`` each trial asks Ray for the share of one GPU that its measured peak memory needs
 (:func:`pcdarts_core.probe.gpu_share`: the peak plus ``resources.gpu_memory_margin`` of it, plus the
-memory every CUDA process holds, as 1/n of the GPU, at most 1). The peak is measured once per
-distinct trial setting (seeds do not change it) by a short probe of that setting, two epochs of a
-few steps on its own data, run in a fresh process on the driver (``python -m pcdarts_core.probe``),
-so the driver holds no GPU memory afterwards. Where the Ray cluster has no GPU, ``auto`` means no
-GPU (the study says so once); where the driver cannot probe (no CUDA there), each trial gets a whole
-GPU, and the study says why.
+memory every CUDA process holds, as 1/n of the GPU, at most 1). Before a stage starts,
+:func:`measure_gpu_shares` probes each distinct trial setting once (seeds do not change the memory):
+two epochs of a few steps on the setting's own data, in a fresh process on the driver
+(``python -m pcdarts_core.probe``), so the driver holds no GPU memory afterwards and no trial shares
+the GPU with a probe. The share is written into each trial's description (``trial["gpus"]``, which
+its row in the reports shows), and :func:`trial_resources` hands it to Tune unchanged. A restored
+stage keeps the descriptions Tune saved, shares included, so it probes nothing again.
+
+Where the Ray cluster has no GPU, ``auto`` means no GPU; where a setting cannot be probed (no CUDA on
+the driver, the probe failed or ran out of time), its trials get a whole GPU. The study says both.
 """
 
 from __future__ import annotations
@@ -23,12 +27,7 @@ Probe = Callable[[dict[str, Any]], dict[str, Any]]
 Say = Callable[[str], None]
 MiB = 2**20
 PROBE_TIMEOUT_S = 900
-
-#: The measurements of this driver process by probe key: a probe's JSON, or the reason it could not
-#: run. Process-wide on purpose: Tune unpickles the trainable, and with it a fresh copy of
-#: :class:`AutoGpuShares`, each time it needs a trial's resources, so a per-object cache would
-#: probe every trial instead of every setting.
-_MEASURED: dict[str, dict[str, Any] | str] = {}
+NO_GPU_NOTE = "resources.gpus_per_trial=auto: the Ray cluster has no GPU, so every trial runs on its CPUs (0 GPUs)"
 
 
 class ProbeUnavailable(RuntimeError):
@@ -64,65 +63,59 @@ def probe_key(trial: dict[str, Any]) -> str:
     return json.dumps([trial["stage"], config, trial.get("genotype")], sort_keys=True)
 
 
-class AutoGpuShares:
-    """The resources of each trial under ``gpus_per_trial: auto``, for ``tune.with_resources``.
+def measure_gpu_shares(
+    trials: list[dict[str, Any]],
+    margin: float,
+    gpus_in_cluster: float,
+    probe: Probe | None = None,
+    say: Say = print,
+) -> None:
+    """Write each trial's GPU share into ``trial["gpus"]``, probing each distinct setting once
+    (``probe``, by default :func:`probe_in_subprocess`; one after another, before any trial of the stage runs).
 
-    Tune calls it on the driver with each trial's config; it returns the trial's placement group
-    (``cpus`` CPUs and the measured GPU share) and writes the share into the trial's description
-    (``config["trial"]["gpus"]``), so the trial's row reports the share it ran with.
+    Without a GPU in the cluster every share is 0 and nothing is probed. A setting whose probe
+    cannot run gets 1 (a whole GPU: safe, but unpacked), said as a warning naming the setting.
     """
+    probe = probe or probe_in_subprocess
+    if gpus_in_cluster <= 0:
+        say(NO_GPU_NOTE)
+        for trial in trials:
+            trial["gpus"] = 0.0
+        return
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for trial in trials:
+        groups.setdefault(probe_key(trial), []).append(trial)
+    stage = trials[0]["stage"] if trials else "?"
+    say(f"stage {stage}: measuring the GPU memory of {len(groups)} setting(s) on the driver's GPU (one short probe each)")
+    for group in groups.values():
+        share = _share_of(group[0], len(group), margin, probe, say)
+        for trial in group:
+            trial["gpus"] = share
 
-    def __init__(
-        self,
-        cpus: float,
-        margin: float,
-        probe: Probe = probe_in_subprocess,
-        say: Say = print,
-        measured: dict[str, dict[str, Any] | str] | None = None,
-    ) -> None:
-        self.cpus = cpus
-        self.margin = margin
-        self.probe = probe
-        self.say = say
-        self._measured = measured  # None: this process's measurements, shared by every copy
 
-    @property
-    def measured(self) -> dict[str, dict[str, Any] | str]:
-        return _MEASURED if self._measured is None else self._measured
+def _share_of(trial: dict[str, Any], count: int, margin: float, probe: Probe, say: Say) -> float:
+    """The GPU share of the ``count`` trials of ``trial``'s setting, from one probe of it."""
+    what = f"resources.gpus_per_trial=auto: {trial['stage']} {trial.get('setting', trial['key'])}"
+    try:
+        measured = probe(trial)
+    except ProbeUnavailable as err:
+        say(f"WARNING {what}: could not measure its GPU memory ({err}), so its {count} trial(s) get a whole GPU each")
+        return 1.0
+    share = gpu_share(int(measured["peak_bytes"]), int(measured["total_bytes"]), margin)
+    say(
+        f"{what}: peak {measured['peak_bytes'] / MiB:.0f} MiB of {measured['total_bytes'] / MiB:.0f} MiB "
+        f"on {measured.get('device_name', 'the GPU')}, +{margin:.0%} margin: {share:g} GPU per trial"
+    )
+    return share
 
-    def __call__(self, config: dict[str, Any]) -> Any:
-        from ray.tune import PlacementGroupFactory
 
-        trial = config["trial"]
-        share = self.share(trial, cluster_gpus())
-        trial["gpus"] = share
-        bundle = {"CPU": self.cpus, **({"GPU": share} if share > 0 else {})}
-        return PlacementGroupFactory([bundle])
-
-    def share(self, trial: dict[str, Any], gpus_in_cluster: float) -> float:
-        """The GPU share of one trial (probed once per distinct setting)."""
-        if gpus_in_cluster <= 0:
-            return 0.0
-        key = probe_key(trial)
-        fresh = key not in self.measured
-        if fresh:
-            try:
-                self.measured[key] = self.probe(trial)
-            except ProbeUnavailable as err:
-                self.measured[key] = str(err)
-        measured = self.measured[key]
-        what = f"resources.gpus_per_trial=auto: {trial['stage']} {trial.get('setting', trial['key'])}"
-        if isinstance(measured, str):
-            if fresh:
-                self.say(f"{what}: {measured}; each such trial gets a whole GPU")
-            return 1.0
-        share = gpu_share(int(measured["peak_bytes"]), int(measured["total_bytes"]), self.margin)
-        if fresh:
-            self.say(
-                f"{what}: peak {measured['peak_bytes'] / MiB:.0f} MiB of {measured['total_bytes'] / MiB:.0f} MiB "
-                f"on {measured.get('device_name', 'the GPU')}, +{self.margin:.0%} margin: {share:g} GPU per trial"
-            )
-        return share
+def trial_resources(config: dict[str, Any]) -> dict[str, float]:
+    """A trial's resources for ``tune.with_resources``: the CPUs and the GPU share its description
+    holds (measured before the stage started; nothing is probed here). A description without a
+    measured share (a stage begun by an older version) asks for a whole GPU."""
+    trial = config["trial"]
+    gpus = trial["gpus"]
+    return {"cpu": trial["cpus"], "gpu": float(gpus) if isinstance(gpus, (int, float)) else 1.0}
 
 
 def cluster_gpus() -> float:
@@ -130,10 +123,3 @@ def cluster_gpus() -> float:
     import ray
 
     return float(ray.cluster_resources().get("GPU", 0.0)) if ray.is_initialized() else 0.0
-
-
-def no_gpu_note(available: dict[str, float]) -> str | None:
-    """The note a study prints when ``auto`` finds no GPU in the cluster, else None."""
-    if available.get("GPU", 0.0) > 0:
-        return None
-    return "resources.gpus_per_trial=auto: the Ray cluster has no GPU, so every trial runs on its CPUs (0 GPUs)"

@@ -1,16 +1,21 @@
-"""``resources.gpus_per_trial: auto``: the rule from measured bytes to a GPU share, and how the
-orchestrator asks for it (no GPU and no Ray cluster needed)."""
+"""``resources.gpus_per_trial: auto``: the rule from measured bytes to a GPU share, and how a stage
+measures it once per setting before Tune starts (a probe function in place of CUDA; one test runs a
+local Ray with a logical GPU)."""
 
 from __future__ import annotations
 
-import pickle
+import re
+import shutil
+import tempfile
 
 import pytest
+import yaml
 
 from orchestrator.errors import SpecError
-from orchestrator.gpu_packing import AutoGpuShares, ProbeUnavailable, probe_key
+from orchestrator.gpu_packing import NO_GPU_NOTE, ProbeUnavailable, measure_gpu_shares, probe_key, trial_resources
 from orchestrator.spec import parse_spec
-from orchestrator.study import check_resources
+from orchestrator.stages import _with_resources
+from orchestrator.study import check_resources, search_trials
 from pcdarts_core import SearchConfig, TrainConfig, load_genotype
 from pcdarts_core.probe import CUDA_PROCESS_OVERHEAD_BYTES, gpu_share, probe_peak_memory
 
@@ -49,77 +54,130 @@ def test_spec_takes_auto_or_a_share(value):
 
 
 @pytest.mark.parametrize(
-    ("value", "words"), [("half", "neither a number nor 'auto'"), (-1, "must be >= 0"), (1.5, "fraction of one GPU or whole GPUs")]
+    ("value", "words"),
+    [("half", "neither a number nor 'auto'"), ("-1", "must be >= 0"), ("1.5", "fraction of one GPU or whole GPUs"),
+     (".inf", "not a finite number; use a number >= 0, a fraction <= 1 or whole GPUs"), (".nan", "not a finite number")],
 )
 def test_spec_refuses_other_gpu_values_naming_the_key(value, words):
-    with pytest.raises(SpecError, match=rf"resources\.gpus_per_trial.*{words}"):
-        parse_spec({**SPEC, "resources": {"gpus_per_trial": value}})
+    resources = yaml.safe_load(f"gpus_per_trial: {value}")  # as the spec's YAML reads it
+    with pytest.raises(SpecError, match=rf"resources\.gpus_per_trial.*{re.escape(words)}") as caught:
+        parse_spec({**SPEC, "resources": resources})
+    assert "\n" not in str(caught.value)
 
 
-def trial(seed: int, k: int) -> dict:
-    return {"key": f"search-{seed}{k}", "stage": "search", "setting": f"k={k}", "seed": seed,
-            "config": {"k": k, "seed": seed, "batch_size": 256}, "gpus": "auto"}
+def auto_spec(**resources):
+    return parse_spec({**SPEC, "resources": {"gpus_per_trial": "auto", **resources}})
 
 
-def test_auto_probes_each_setting_once_and_reports_the_share_it_gave():
+PEAK_GIB = {1: 40, 4: 6}  # what a search of each K holds at most, say
+
+
+def probe_recording(probed: list):
+    """A probe in place of CUDA: records what it probed; the peak of each K on a 141 GiB H200."""
+
+    def probe(trial):
+        probed.append((trial["config"]["k"], trial["seed"]))
+        return {"peak_bytes": PEAK_GIB[trial["config"]["k"]] * GiB, "total_bytes": 141 * GiB, "device_name": "H200"}
+
+    return probe
+
+
+def test_each_setting_is_probed_once_and_its_share_written_into_its_trials():
+    trials = search_trials(auto_spec())
+    assert [t["gpus"] for t in trials] == ["auto"] * 4
     probed, said = [], []
-
-    def probe(t):
-        probed.append(t["config"]["k"])
-        return {"peak_bytes": (40 if t["config"]["k"] == 1 else 6) * GiB, "total_bytes": 141 * GiB, "device_name": "H200"}
-
-    measured: dict = {}
-    shares = AutoGpuShares(cpus=2, margin=0.25, probe=probe, say=said.append, measured=measured)
-    got = {(s, k): shares.share(trial(s, k), gpus_in_cluster=1) for s in (0, 1) for k in (1, 4)}
-    assert probed == [1, 4]  # seeds do not change the memory: one probe per K
-    assert got[0, 1] == got[1, 1] == 0.5  # 40 GiB + 25% + 0.5 GiB = 50.5 GiB: two fit in 141 GiB
-    assert got[0, 4] == got[1, 4] == gpu_share(6 * GiB, 141 * GiB, 0.25)
-    assert len(said) == 2 and "k=4" in said[1] and "GPU per trial" in said[1]
-    assert probe_key(trial(0, 4)) == probe_key(trial(1, 4)) != probe_key(trial(0, 1))
+    measure_gpu_shares(trials, margin=0.25, gpus_in_cluster=1, probe=probe_recording(probed), say=said.append)
+    assert sorted(k for k, _ in probed) == [1, 4]  # seeds do not change the memory: one probe per K
+    share = {t["config"]["k"]: t["gpus"] for t in trials}
+    assert {(t["config"]["k"], t["gpus"]) for t in trials} == {(1, 0.5), (4, gpu_share(6 * GiB, 141 * GiB, 0.25))}
+    assert share[1] == 0.5  # 40 GiB + 25% + 0.5 GiB = 50.5 GiB: two fit in 141 GiB
+    assert "2 setting(s)" in said[0] and len(said) == 3
+    assert any("k=4" in line and f"{share[4]:g} GPU per trial" in line and "H200" in line for line in said)
+    assert len({probe_key(t) for t in trials}) == 2 and len({probe_key(t) for t in trials if t["config"]["k"] == 4}) == 1
 
 
-def test_tunes_unpickled_copies_share_one_measurement_per_setting(monkeypatch):
-    import orchestrator.gpu_packing as gpu_packing
-
-    monkeypatch.setattr(gpu_packing, "_MEASURED", {})
-    probed, said = [], []
-    original = AutoGpuShares(cpus=1, margin=0.25)  # as Tune gets it: default probe, pickled with the trainable
-    copies = [pickle.loads(pickle.dumps(original)) for _ in range(3)]
-    for copy in copies:
-        copy.probe = lambda t: probed.append(t["seed"]) or {"peak_bytes": 6 * GiB, "total_bytes": 141 * GiB}
-        copy.say = said.append
-    shares = {copy.share(trial(seed, 4), gpus_in_cluster=1) for seed, copy in enumerate(copies)}
-    assert probed == [0] and len(said) == 1 and shares == {gpu_share(6 * GiB, 141 * GiB, 0.25)}
-
-
-def test_auto_without_gpus_asks_for_none_and_a_failed_probe_for_a_whole_gpu(monkeypatch):
+def test_a_setting_that_cannot_be_probed_gets_a_whole_gpu_with_a_warning_naming_it():
+    trials = search_trials(auto_spec())
     said = []
 
-    def no_probe(t):
-        raise ProbeUnavailable("the driver has no CUDA device to probe on")
+    def probe(trial):
+        if trial["config"]["k"] == 1:
+            raise ProbeUnavailable("the probe failed: torch.OutOfMemoryError: CUDA out of memory")
+        return {"peak_bytes": 6 * GiB, "total_bytes": 141 * GiB}
 
-    shares = AutoGpuShares(cpus=1, margin=0.25, probe=no_probe, say=said.append, measured={})
-    assert shares.share(trial(0, 4), gpus_in_cluster=0) == 0.0 and not said
-    assert shares.share(trial(0, 4), gpus_in_cluster=2) == 1.0
-    assert shares.share(trial(1, 4), gpus_in_cluster=2) == 1.0
-    assert len(said) == 1 and "no CUDA device" in said[0] and "whole GPU" in said[0]
+    measure_gpu_shares(trials, margin=0.25, gpus_in_cluster=2, probe=probe, say=said.append)
+    assert {t["gpus"] for t in trials if t["config"]["k"] == 1} == {1.0}
+    assert {t["gpus"] for t in trials if t["config"]["k"] == 4} == {gpu_share(6 * GiB, 141 * GiB, 0.25)}
+    warnings = [line for line in said if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "k=1" in warnings[0] and "CUDA out of memory" in warnings[0] and "2 trial(s) get a whole GPU" in warnings[0]
+
+
+def test_auto_without_gpus_in_the_cluster_probes_nothing_says_so_and_asks_for_none():
+    trials = search_trials(auto_spec())
+    probed, said = [], []
+    measure_gpu_shares(trials, margin=0.25, gpus_in_cluster=0, probe=probe_recording(probed), say=said.append)
+    assert probed == [] and [t["gpus"] for t in trials] == [0.0] * 4
+    assert said == [NO_GPU_NOTE] and "no GPU, so every trial runs on its CPUs" in said[0]
+
+
+def test_tune_gets_each_trials_own_share_and_nothing_is_probed_there():
+    trials = search_trials(auto_spec(cpus_per_trial=2))
+    measure_gpu_shares(trials, margin=0.25, gpus_in_cluster=1, probe=probe_recording([]), say=lambda line: None)
+
+    def trainable(config):
+        pass
+
+    wrapped = _with_resources(trainable, auto_spec(cpus_per_trial=2))
+    assert wrapped._resources is trial_resources  # a plain function of the config: picklable, no probe, no state
+    assert trial_resources({"trial": trials[0], "threads": 2}) == {"cpu": 2.0, "gpu": 0.5}
+    assert trial_resources({"trial": {**trials[0], "gpus": "auto"}}) == {"cpu": 2.0, "gpu": 1.0}  # unmeasured: whole GPU
+
+
+def test_check_resources_leaves_auto_to_the_stages_and_still_refuses_too_many_cpus(capsys):
+    check_resources(auto_spec(), {"CPU": 2.0})
+    check_resources(auto_spec(), {"CPU": 2.0, "GPU": 1.0})
+    assert capsys.readouterr().out == ""  # the no-GPU note comes with each stage (above)
+    with pytest.raises(SpecError, match="cpus_per_trial"):
+        check_resources(auto_spec(cpus_per_trial=4), {"CPU": 2.0})
+
+
+@pytest.mark.slow
+def test_run_stage_probes_before_tune_and_a_restored_stage_probes_nothing(tmp_path, monkeypatch):
+    """On a real local Ray with one (logical) GPU: each trial is placed with its measured share,
+    and running the stage again restores Tune's saved descriptions, shares included."""
+    import ray
+    from ray import tune
 
     import orchestrator.gpu_packing as gpu_packing
+    from orchestrator.stages import run_stage
+    from orchestrator.trainables import FINISHED
 
-    monkeypatch.setattr(gpu_packing, "cluster_gpus", lambda: 0.0)
-    config = {"trial": trial(0, 4), "threads": 1}
-    group = shares(config)
-    assert group.bundles == [{"CPU": 1}] and config["trial"]["gpus"] == 0.0
+    probed, said = [], []
+    monkeypatch.setattr(gpu_packing, "probe_in_subprocess", probe_recording(probed))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    ray_tmp = tempfile.mkdtemp(prefix="rp", dir="/tmp")
+    spec = auto_spec()
 
+    def report_assigned(config):  # what Ray gave the trial, as the trial sees it
+        tune.report({"trial_status": FINISHED, "gpu": ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)})
 
-def test_check_resources_notes_auto_without_gpus_and_still_refuses_too_many_cpus(capsys):
-    spec = parse_spec({**SPEC, "resources": {"gpus_per_trial": "auto"}})
-    check_resources(spec, {"CPU": 2.0})
-    assert "no GPU, so every trial runs on its CPUs" in capsys.readouterr().out
-    check_resources(spec, {"CPU": 2.0, "GPU": 1.0})
-    assert capsys.readouterr().out == ""
-    with pytest.raises(SpecError, match="cpus_per_trial"):
-        check_resources(parse_spec({**SPEC, "resources": {"gpus_per_trial": "auto", "cpus_per_trial": 4}}), {"CPU": 2.0})
+    try:
+        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=ray_tmp)
+        runs = []
+        for _ in range(2):
+            results = run_stage("packing-search", report_assigned, search_trials(spec), spec, str(tmp_path / "tune"), [], False, said.append)
+            runs.append({r.config["trial"]["key"]: (r.config["trial"]["gpus"], r.metrics["gpu"]) for r in results})
+    finally:
+        ray.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert sorted(k for k, _ in probed) == [1, 4]  # once per setting, before the first run only
+    expected = {1: 0.5, 4: gpu_share(6 * GiB, 141 * GiB, 0.25)}
+    keys = {t["key"]: t["config"]["k"] for t in search_trials(spec)}
+    assert runs[0] == {key: (expected[k], expected[k]) for key, k in keys.items()}  # asked for, and given
+    assert runs[1] == runs[0]
+    assert sum("GPU per trial" in line for line in said) == 2
 
 
 def test_the_probe_runs_a_trials_own_settings_briefly_and_adds_the_data_it_left_off():
