@@ -94,9 +94,12 @@ pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 <li{% if significant %} class="significant"{% endif %}>{{ sentence }}</li>{% endfor %}
 </ul>
 <p class="note">Difference of means in accuracy points, with its 95% confidence interval and two-sided p-value:
-Welch's t-test when both groups have two or more values; where one group is a single value, a bootstrap
-interval over the other group and an exact permutation p-value. With fewer than 4 values per group the numbers
-are a hint, not evidence. No correction for multiple comparisons: with many comparisons, some small p-values
+Welch's t-test when both groups have two or more values; where one group is a single value x*, the single-case
+t-test of Crawford and Howell, which takes x* as one more draw from the other group (n values, mean x̄, standard
+deviation s): t = (x* − x̄) / (s·√((n+1)/n)) with n − 1 degrees of freedom, for the interval and p. Retrain
+accuracy counts each retrained genotype once (the mean over its seeds); a genotype found by both settings of a
+comparison is left out of both groups, so that they are independent. With fewer than 4 values per group the
+numbers are a hint, not evidence. No correction for multiple comparisons: with many comparisons, some small p-values
 are expected by chance.</p>
 <details><summary>The comparisons as numbers</summary>{{ table(c.comparison_table, "comparison-numbers") }}</details>
 {% else %}<p>No comparison could be made (a reference setting or the random baseline is missing, or has no values).</p>{% endif %}

@@ -35,6 +35,7 @@ from .reports import (
     compare_settings,
     cost_table,
     genotype_results,
+    percent,
     read_table,
     search_retrain_agreement,
     setting_genotype_ids,
@@ -114,10 +115,6 @@ def _amount(value: Any) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
-def _percent(value: float) -> str:
-    return "–" if value != value else f"{100 * value:.1f}%"
-
-
 def draw_pictures(trials: pd.DataFrame, selection: pd.DataFrame, genotypes: pd.DataFrame, settings: list[str],
                   histories: dict[str, Any], agreement_text: str, say: Say) -> dict[str, list[Any]]:
     """Every picture of the report (:class:`~orchestrator.html_report.Picture`), by section."""
@@ -152,7 +149,7 @@ def draw_pictures(trials: pd.DataFrame, selection: pd.DataFrame, genotypes: pd.D
         if not isinstance(row.genotype, str):
             continue
         where = "random cell" if row.setting == RANDOM else f"{row.setting.replace(';', ', ')}, from {row.source}"
-        title = f"{row.genotype_id} ({where}): retrain test {_percent(row.retrain_test_acc_mean)} over {row.retrain_seeds} seed(s)"
+        title = f"{row.genotype_id} ({where}): retrain test {percent(row.retrain_test_acc_mean, unit='%')} over {row.retrain_seeds} seed(s)"
         pictures["cells"].append(Picture(f"cell_{row.genotype_id}.png", title, figures.cell_figure(parse_genotype(row.genotype), title)))
     primitives = histories.get("primitives", [])
     for key, trial in sorted(histories.get("trials", {}).items()):
@@ -198,13 +195,13 @@ def build_study_report(folder: Path, spec: StudySpec, state: dict[str, Any], say
     if not (folder / ARCH_HISTORY_FILE).is_file():
         missing.append(f"No {ARCH_HISTORY_FILE} in the study folder: the searches' α and β were not saved, so they are not shown.")
     shown_genotypes = genotypes.assign(
-        search_valid_acc=[_percent(v) for v in genotypes["search_valid_acc"]],
-        retrain_test_acc_mean=[_percent(v) for v in genotypes["retrain_test_acc_mean"]],
-        retrain_test_acc_std=[_percent(v) for v in genotypes["retrain_test_acc_std"]],
+        search_valid_acc=[percent(v, unit="%") for v in genotypes["search_valid_acc"]],
+        retrain_test_acc_mean=[percent(v, unit="%") for v in genotypes["retrain_test_acc_mean"]],
+        retrain_test_acc_std=[percent(v, unit="%") for v in genotypes["retrain_test_acc_std"]],
         parameters=[f"{v / 1e6:.3f} M" if v == v else "–" for v in genotypes["parameters"]],
     ).rename(columns={"retrain_test_acc_mean": "retrain test acc (mean over seeds)", "retrain_test_acc_std": "seed std"})
     numbers = comparisons.drop(columns=["sentence", "note"]).assign(
-        **{c: [_percent(v) if c != "p_value" else ("–" if v != v else f"{v:.3g}") for v in comparisons[c]]
+        **{c: [percent(v, unit="%") if c != "p_value" else ("–" if v != v else f"{v:.3g}") for v in comparisons[c]]
            for c in ("mean", "std", "mean_versus", "std_versus", "difference", "ci_low", "ci_high", "p_value")}
     )
     failed = trials[trials["status"] != "finished"][["stage", "trial", "setting", "seed", "status", "epochs", "error"]]
@@ -214,7 +211,7 @@ def build_study_report(folder: Path, spec: StudySpec, state: dict[str, Any], say
         spec_yaml=(folder / SPEC_FILE).read_text(encoding="utf-8"),
         accuracy=accuracy_table(summary),
         accuracy_note=ACCURACY_NOTE.replace("`", ""),
-        comparisons=[(row.sentence, bool(row.p_value == row.p_value and row.p_value < 0.05)) for row in comparisons.itertuples()],
+        comparisons=[(row.sentence, bool(row.significant)) for row in comparisons.itertuples()],
         comparison_notes=notes,
         comparison_table=numbers,
         agreement=agreement_sentence(agreement),

@@ -7,9 +7,10 @@ Accuracies are fractions in the CSV files and percent in the Markdown and HTML r
 setting (see :data:`SUMMARY_COLUMNS`):
 
 * search: n, mean, std and 95% t interval of the final validation accuracy of its searches;
-* retrain: the test accuracy of each genotype the setting found, averaged over its retraining
-  seeds first; n, mean, std and interval over those genotype means; and the retraining seeds'
-  own spread (the pooled within-genotype standard deviation) on its own;
+* retrain: the test accuracy of each retrained genotype the setting found (see
+  :func:`setting_genotype_ids`), averaged over its retraining seeds first; n, mean, std and
+  interval over those genotype means; and the retraining seeds' own spread (the pooled
+  within-genotype standard deviation) on its own;
 * stability: mean pairwise edge overlap of its searches' genotypes, skip connections and
   parameter-free operations per cell, entropy of the final α (random row: the same counts of the
   random cells, the chance level);
@@ -30,7 +31,18 @@ import pandas as pd
 from pcdarts_core import parse_genotype
 from pcdarts_core.checkpoint import atomic_write_text
 
-from .statistics import FEW, Agreement, alpha_entropy, compare, describe, mean_pairwise_overlap, op_counts, rank_agreement
+from .statistics import (
+    CONFIDENCE,
+    FEW,
+    Agreement,
+    Difference,
+    alpha_entropy,
+    compare,
+    describe,
+    mean_pairwise_overlap,
+    op_counts,
+    rank_agreement,
+)
 
 RANDOM = "random"
 SUMMARY_COLUMNS = (
@@ -72,7 +84,7 @@ GENOTYPE_COLUMNS = (
 )
 COMPARISON_COLUMNS = (
     "setting", "versus", "metric", "n", "n_versus", "mean", "std", "mean_versus", "std_versus",
-    "difference", "ci_low", "ci_high", "p_value", "method", "note", "sentence",
+    "difference", "ci_low", "ci_high", "p_value", "significant", "method", "n_shared", "note", "sentence",
 )
 METRIC_WORDS = {"search_valid_acc": "search validation accuracy", "retrain_test_acc": "retrain test accuracy"}
 
@@ -99,7 +111,10 @@ def _genotypes(texts: Iterable[Any]) -> list:
 
 
 def setting_genotype_ids(selection: pd.DataFrame) -> dict[str, list[str]]:
-    """For each setting, the selected genotypes one of its searches found."""
+    """For each setting, the selected genotypes it *found*: those that at least one of its finished
+    searches ended with (the same cell, see :func:`~orchestrator.selection.canonical_genotype`),
+    whether or not that search was the one selected or ranked in the setting's top N. A genotype
+    found by searches of several settings is listed under each (it was retrained once)."""
     out: dict[str, list[str]] = {}
     for row in selection.itertuples(index=False):
         for setting in str(row.found_by_settings).split(";"):
@@ -140,9 +155,11 @@ def genotype_results(trials: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFr
 
 
 def _pooled_seed_std(genotypes: pd.DataFrame) -> float:
-    """The retraining seeds' own spread: the root of the mean within-genotype variance."""
-    stds = genotypes.loc[genotypes["retrain_seeds"] > 1, "retrain_test_acc_std"].dropna()
-    return float(math.sqrt((stds**2).mean())) if len(stds) else math.nan
+    """The retraining seeds' own spread: the pooled within-genotype standard deviation, the root of
+    the genotypes' variances weighted by their degrees of freedom (seeds - 1)."""
+    rows = genotypes[(genotypes["retrain_seeds"] > 1) & genotypes["retrain_test_acc_std"].notna()]
+    dof = rows["retrain_seeds"] - 1
+    return float(math.sqrt((dof * rows["retrain_test_acc_std"] ** 2).sum() / dof.sum())) if len(rows) else math.nan
 
 
 def _stability(genotypes: list, entropies: list[tuple[float, float]]) -> dict[str, float]:
@@ -234,8 +251,9 @@ def summarize(trials: pd.DataFrame, selection: pd.DataFrame, settings: list[str]
 # --- comparisons -------------------------------------------------------------------------
 
 
-def _percent(value: float, digits: int = 1) -> str:
-    return "–" if value != value else f"{100 * value:.{digits}f}"
+def percent(value: float, digits: int = 1, unit: str = "") -> str:
+    """A fraction in percent, e.g. ``93.1`` (``unit="%"``: ``93.1%``); ``–`` for NaN."""
+    return "–" if value != value else f"{100 * value:.{digits}f}{unit}"
 
 
 def _p_text(p: float) -> str:
@@ -244,75 +262,93 @@ def _p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
 
-def comparison_sentence(row: dict[str, Any], versus_label: str) -> str:
+def comparison_sentence(diff: Difference, setting: str, versus_label: str, metric: str, std: float, std_versus: float,
+                        shared: int = 0) -> str:
     """The comparison in plain words, e.g. ``k=4 edge_norm=on vs k=1 edge_norm=off (DARTS), retrain
     test accuracy: 93.1 ± 0.4 vs 92.5 ± 0.6 %, difference +0.6 [-0.2, +1.4] points, p = 0.12, n = 4:
-    not significant``."""
+    not significant``. ``shared``: genotypes found by both settings, left out of both groups."""
     def side(mean: float, std: float) -> str:
-        return _percent(mean) + (f" ± {_percent(std)}" if std == std else "")
+        return percent(mean) + (f" ± {percent(std)}" if std == std else "")
 
     def signed(value: float) -> str:
         return f"{100 * value + 0.0:+.1f}".replace("-0.0", "+0.0")
 
-    words = (f"{row['setting']} vs {versus_label}, {METRIC_WORDS[row['metric']]}: "
-             f"{side(row['mean'], row['std'])} vs {side(row['mean_versus'], row['std_versus'])} %")
-    n = f"n = {row['n']}" if row["n"] == row["n_versus"] else f"n = {row['n']} vs {row['n_versus']}"
-    if row["difference"] != row["difference"]:
-        return f"{words}: no comparison ({row['note']})"
-    words += f", difference {signed(row['difference'])}"
-    if row["ci_low"] == row["ci_low"]:
-        words += f" [{signed(row['ci_low'])}, {signed(row['ci_high'])}]"
-    words += f" points, {_p_text(row['p_value'])}, {n}"
-    if row["p_value"] != row["p_value"]:
-        verdict = f"not testable ({row['note']})"
-    elif row["p_value"] < 0.05:
-        verdict = "significant at the 5% level"
+    words = f"{setting} vs {versus_label}, {METRIC_WORDS[metric]}: {side(diff.mean_a, std)} vs {side(diff.mean_b, std_versus)} %"
+    if diff.difference != diff.difference:
+        return f"{words}: no comparison ({diff.note}{'; ' + _shared_text(shared) if shared else ''})"
+    words += f", difference {signed(diff.difference)}"
+    if diff.ci_low == diff.ci_low:
+        words += f" [{signed(diff.ci_low)}, {signed(diff.ci_high)}]"
+    n = f"n = {diff.n_a}" if diff.n_a == diff.n_b else f"n = {diff.n_a} vs {diff.n_b}"
+    words += f" points, {_p_text(diff.p_value)}, {n}"
+    if shared:
+        words += f" ({_shared_text(shared)})"
+    if diff.p_value != diff.p_value:
+        verdict = f"not testable ({diff.note})"
+    elif diff.significant:
+        verdict = f"significant at the {1 - CONFIDENCE:.0%} level"
     else:
         verdict = "not significant"
-    if min(row["n"], row["n_versus"]) < FEW:
+    if diff.few:
         verdict += f"; caveat: fewer than {FEW} values per group, a hint at most"
-    if row["method"] == "bootstrap":
-        verdict += "; bootstrap interval (one group is a single value)"
+    if diff.method == "single-case":
+        verdict += "; single-case t-test (one group is a single value)"
     return f"{words}: {verdict}"
+
+
+def _shared_text(shared: int) -> str:
+    return (f"{shared} genotype{'s' if shared > 1 else ''} found by both settings left out of both groups, "
+            "since one genotype cannot count on both sides of a comparison")
 
 
 def compare_settings(trials: pd.DataFrame, selection: pd.DataFrame, settings: list[str], reference: str | None,
                      reference_name: str = "") -> pd.DataFrame:
     """Each setting against the reference setting (search validation and retrain test accuracy)
     and against the random baseline (retrain test accuracy): difference of means with a 95%
-    interval and p (:func:`~orchestrator.statistics.compare`), and the sentence that says it."""
+    interval and p (:func:`~orchestrator.statistics.compare`), and the sentence that says it.
+
+    Retrain accuracy is one value per retrained genotype (mean over its seeds). A genotype that
+    both settings found (:func:`setting_genotype_ids`) is left out of both groups, so that the two
+    groups are independent; ``n_shared`` counts them and the note and sentence say so."""
     searches = trials[(trials["stage"] == "search") & (trials["status"] == "finished")]
     genotypes = genotype_results(trials, selection)
     genotypes = genotypes[genotypes["retrain_seeds"] > 0]
+    accuracy = dict(zip(genotypes["genotype_id"], genotypes["retrain_test_acc_mean"]))
     found = setting_genotype_ids(selection)
-    values = {
-        "search_valid_acc": {s: searches.loc[searches["setting"] == s, "valid_acc"].dropna().tolist() for s in settings},
-        "retrain_test_acc": {s: genotypes.loc[genotypes["genotype_id"].isin(found.get(s, [])), "retrain_test_acc_mean"].tolist()
-                             for s in settings},
-    }
-    values["retrain_test_acc"][RANDOM] = genotypes.loc[genotypes["setting"] == RANDOM, "retrain_test_acc_mean"].tolist()
+    search_values = {s: searches.loc[searches["setting"] == s, "valid_acc"].dropna().tolist() for s in settings}
+    retrained = {s: [g for g in found.get(s, []) if g in accuracy] for s in settings}
+    retrained[RANDOM] = genotypes.loc[genotypes["setting"] == RANDOM, "genotype_id"].tolist()
     pairs = []
     if reference is not None:
         label = f"{reference} ({reference_name})" if reference_name else reference
         for metric in ("search_valid_acc", "retrain_test_acc"):
             pairs += [(s, reference, label, metric) for s in settings if s != reference]
-    if values["retrain_test_acc"][RANDOM]:
+    if retrained[RANDOM]:
         pairs += [(s, RANDOM, "random", "retrain_test_acc") for s in settings]
     rows = []
     for setting, versus, label, metric in pairs:
-        a, b = values[metric].get(setting, []), values[metric].get(versus, [])
-        if not a or not b:
-            continue
+        if metric == "search_valid_acc":
+            a, b, shared = search_values.get(setting, []), search_values.get(versus, []), 0
+            if not a or not b:
+                continue
+        else:
+            ids_a, ids_b = retrained.get(setting, []), retrained.get(versus, [])
+            if not ids_a or not ids_b:
+                continue
+            both = set(ids_a) & set(ids_b)
+            a = [accuracy[g] for g in ids_a if g not in both]
+            b = [accuracy[g] for g in ids_b if g not in both]
+            shared = len(both)
         diff = compare(a, b)
         da, db = describe(a), describe(b)
-        row = {
+        note = "; ".join(text for text in (diff.note, _shared_text(shared) if shared else "") if text)
+        rows.append({
             "setting": setting, "versus": versus, "metric": metric, "n": diff.n_a, "n_versus": diff.n_b,
             "mean": da.mean, "std": da.std, "mean_versus": db.mean, "std_versus": db.std,
             "difference": diff.difference, "ci_low": diff.ci_low, "ci_high": diff.ci_high, "p_value": diff.p_value,
-            "method": diff.method, "note": diff.note,
-        }
-        row["sentence"] = comparison_sentence(row, label)
-        rows.append(row)
+            "significant": diff.significant, "method": diff.method, "n_shared": shared, "note": note,
+            "sentence": comparison_sentence(diff, setting, label, metric, da.std, db.std, shared),
+        })
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 
 
@@ -341,9 +377,9 @@ def agreement_sentence(agreement: Agreement) -> str:
 def _estimate_text(mean: float, std: float, n: int, low: float = math.nan, high: float = math.nan) -> str:
     if n == 0 or mean != mean:
         return "–"
-    text = _percent(mean, 2) + (f" ± {_percent(std, 2)}" if std == std else "")
+    text = percent(mean, 2) + (f" ± {percent(std, 2)}" if std == std else "")
     if low == low:
-        text += f" [{_percent(low, 2)}, {_percent(high, 2)}]"
+        text += f" [{percent(low, 2)}, {percent(high, 2)}]"
     return f"{text} (n={n})"
 
 
@@ -365,7 +401,7 @@ def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
                 _estimate_text(r.retrain_test_acc_mean, r.retrain_test_acc_std, r.retrain_test_acc_n,
                                r.retrain_test_acc_ci_low, r.retrain_test_acc_ci_high) for r in summary.itertuples()
             ],
-            "retrain seed std %": [_percent(v, 2) for v in summary["retrain_seed_std"]],
+            "retrain seed std %": [percent(v, 2) for v in summary["retrain_seed_std"]],
             "retrains": summary["retrains"],
             "params (M)": [_number(p / 1e6, 3) for p in summary["parameters_mean"]],
         }
@@ -405,8 +441,11 @@ def cost_table(summary: pd.DataFrame) -> pd.DataFrame:
 ACCURACY_NOTE = (
     "Accuracies in percent: mean ± sample standard deviation [95% t confidence interval of the mean] (n). "
     "Search: final-epoch validation accuracy of each search. Retrain: final-epoch test accuracy of each "
-    "genotype the setting found, averaged over its retraining seeds first (n counts genotypes); the seeds' "
-    "own spread is the separate column. `random`: random cells retrained with the same protocol."
+    "retrained genotype the setting found, averaged over its retraining seeds first (n counts genotypes); the "
+    "seeds' own spread (pooled within-genotype standard deviation) is the separate column. A setting found a "
+    "genotype when at least one of its finished searches ended with that cell, whether or not that search was "
+    "the one selected: a genotype found by several settings counts in each of their rows (and is left out of "
+    "the comparisons between them). `random`: random cells retrained with the same protocol."
 )
 STABILITY_NOTE = (
     "Genotype overlap: mean share of (node, input, operation) edges two searches of the setting have in "

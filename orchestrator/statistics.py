@@ -4,7 +4,7 @@
   from the t distribution.
 * :func:`compare`: the difference of two groups' means with a 95% confidence interval and a
   p-value: Welch's t-test when both groups have two or more values; when one group has a single
-  value, a bootstrap interval over the other group and an exact permutation p-value.
+  value, the single-case t-test of Crawford and Howell (1998) for both.
 * :func:`rank_agreement`: Kendall's tau between two paired lists.
 * :func:`genotype_overlap`, :func:`mean_pairwise_overlap`, :func:`op_counts`, :func:`alpha_entropy`:
   how stable the searches of one setting are.
@@ -39,6 +39,11 @@ def _values(values: Iterable[float]) -> np.ndarray:
     return array[~np.isnan(array)]
 
 
+def _constant(values: np.ndarray) -> bool:
+    """All values equal (tested exactly: the float std of equal values such as 0.8, 0.8, 0.8 is not 0)."""
+    return bool(np.all(values == values[0]))
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A mean with its spread: ``std`` is the sample standard deviation (ddof=1), the interval is
@@ -60,9 +65,9 @@ def describe(values: Iterable[float], confidence: float = CONFIDENCE) -> Estimat
     mean = float(x.mean())
     if n == 1:
         return Estimate(1, mean, NAN, NAN, NAN)
-    std = float(x.std(ddof=1))
-    if std == 0.0:
+    if _constant(x):
         return Estimate(n, mean, 0.0, mean, mean)
+    std = float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * std / math.sqrt(n)
     return Estimate(n, mean, std, mean - half, mean + half)
 
@@ -71,9 +76,11 @@ def describe(values: Iterable[float], confidence: float = CONFIDENCE) -> Estimat
 class Difference:
     """``mean(a) - mean(b)`` with its 95% interval and two-sided p-value.
 
-    ``method``: ``welch`` (Welch's t-test), ``bootstrap`` (one group is a single value: percentile
-    bootstrap of the other group's mean for the interval, exact permutation test for p), or
-    ``none`` (nothing beyond the difference can be said). ``note`` says why a value is NaN."""
+    ``method``: ``welch`` (Welch's t-test), ``single-case`` (one group is a single value x*, the
+    other n >= 2 values with mean x̄ and standard deviation s: Crawford and Howell's test, which
+    treats x* as one more draw from the other group's distribution, t = (x* - x̄) / (s·√((n+1)/n))
+    with n - 1 degrees of freedom, for the interval and p), or ``none`` (nothing beyond the
+    difference can be said). ``note`` says why a value is NaN."""
 
     n_a: int
     n_b: int
@@ -93,10 +100,11 @@ class Difference:
 
     @property
     def significant(self) -> bool:
+        """p below 1 - :data:`CONFIDENCE`; False where p is undefined."""
         return self.p_value == self.p_value and self.p_value < 1 - CONFIDENCE
 
 
-def compare(a: Iterable[float], b: Iterable[float], confidence: float = CONFIDENCE, resamples: int = 9999, seed: int = 0) -> Difference:
+def compare(a: Iterable[float], b: Iterable[float], confidence: float = CONFIDENCE) -> Difference:
     """Difference of means of ``a`` and ``b`` (independent groups); see :class:`Difference`."""
     x, y = _values(a), _values(b)
     n_a, n_b = len(x), len(y)
@@ -108,8 +116,7 @@ def compare(a: Iterable[float], b: Iterable[float], confidence: float = CONFIDEN
     if n_a == 1 and n_b == 1:
         return Difference(n_a, n_b, mean_a, mean_b, diff, NAN, NAN, NAN, "none", "one value per group: no interval or p-value")
     if n_a >= 2 and n_b >= 2:
-        se = math.sqrt(x.var(ddof=1) / n_a + y.var(ddof=1) / n_b)
-        if se == 0.0:
+        if _constant(x) and _constant(y):
             return Difference(n_a, n_b, mean_a, mean_b, diff, diff, diff, NAN, "welch", "no spread in either group: p undefined")
         with warnings.catch_warnings():
             # one constant group is exact here (its variance is 0), not a loss of precision
@@ -117,20 +124,17 @@ def compare(a: Iterable[float], b: Iterable[float], confidence: float = CONFIDEN
             result = stats.ttest_ind(x, y, equal_var=False)
             interval = result.confidence_interval(confidence)
         return Difference(n_a, n_b, mean_a, mean_b, diff, float(interval.low), float(interval.high), float(result.pvalue), "welch")
-    # One side is a single value: its own spread is unknown, so the interval covers only the other side's.
-    single, group, sign = (x[0], y, 1.0) if n_a == 1 else (y[0], x, -1.0)
-    if np.all(group == group[0]):
-        low = high = diff
-    else:
-        boot = stats.bootstrap((group,), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile", rng=seed)
-        ends = sorted(sign * (single - v) for v in (boot.confidence_interval.low, boot.confidence_interval.high))
-        low, high = float(ends[0]), float(ends[1])
-    pooled = np.append(group, single)
-    # Exact permutation test: every way of choosing which one value stands alone.
-    spread = np.array([pooled[i] - np.delete(pooled, i).mean() for i in range(len(pooled))])
-    observed = abs(single - group.mean())
-    p_value = float(np.mean(np.abs(spread) >= observed - 1e-12 * max(1.0, observed)))
-    return Difference(n_a, n_b, mean_a, mean_b, diff, low, high, p_value, "bootstrap", "one group has a single value: its spread is unknown")
+    # One side is a single value (Crawford and Howell): its own spread is unknown, so it is taken as
+    # one more draw from the other group's distribution; the standard error of x* - x̄ is then s·√((n+1)/n).
+    group = y if n_a == 1 else x
+    n = len(group)
+    if _constant(group):
+        return Difference(n_a, n_b, mean_a, mean_b, diff, diff, diff, NAN, "single-case", "no spread in the larger group: p undefined")
+    se = float(group.std(ddof=1)) * math.sqrt((n + 1) / n)
+    note = "one group has a single value: single-case t-test (Crawford-Howell)"
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * se
+    p_value = float(2 * stats.t.sf(abs(diff) / se, df=n - 1))
+    return Difference(n_a, n_b, mean_a, mean_b, diff, diff - half, diff + half, p_value, "single-case", note)
 
 
 @dataclass(frozen=True)

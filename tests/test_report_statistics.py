@@ -1,5 +1,5 @@
 """The study report's statistics against values computed by hand (or by a scipy-independent
-integration of the t density): t intervals, Welch and single-value comparisons, Kendall's tau,
+integration of the t density): t intervals, Welch and single-case (Crawford–Howell) comparisons, Kendall's tau,
 genotype overlap, operation counts and α entropy; too few or identical values give clean NaN or
 zero-width answers without warnings."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from scipy import stats
 
 from orchestrator.statistics import (
     alpha_entropy,
@@ -109,6 +110,10 @@ def test_identical_values_give_zero_width_interval_and_no_p():
     apart = compare([0.9, 0.9], [0.8, 0.8])
     assert apart.difference == pytest.approx(0.1) and apart.ci_low == apart.ci_high == pytest.approx(0.1)
     assert math.isnan(apart.p_value) and "no spread" in apart.note and not apart.significant
+    # equal values whose float mean is not exactly them (0.8 · 3 / 3 = 0.8000000000000002): still no spread, no p
+    rounded = compare([0.9, 0.9, 0.9], [0.8, 0.8, 0.8])
+    assert rounded.ci_low == rounded.ci_high == rounded.difference and math.isnan(rounded.p_value) and not rounded.significant
+    assert describe([0.8, 0.8, 0.8]).std == 0.0
 
 
 def test_single_values_one_or_both_sides():
@@ -116,15 +121,51 @@ def test_single_values_one_or_both_sides():
     assert both.method == "none" and both.difference == pytest.approx(0.1) and _nan(both.ci_low, both.ci_high, both.p_value)
     empty = compare([], [0.8, 0.9])
     assert empty.n_a == 0 and _nan(empty.difference, empty.p_value)
-    # one value against three: the exact permutation test over the 4 ways of choosing the lone value,
-    # differences -0.1, -0.0333, +0.0333, +0.1, two of them as large as the observed 0.1: p = 2/4
-    d = compare([0.95], [0.8, 0.85, 0.9])
-    assert d.method == "bootstrap" and d.difference == pytest.approx(0.1) and d.p_value == pytest.approx(0.5)
-    # the interval is 0.95 minus the bootstrap interval of b's mean, which lies within b's range
-    assert 0.05 - 1e-9 <= d.ci_low < 0.1 < d.ci_high <= 0.15 + 1e-9
-    mirrored = compare([0.8, 0.85, 0.9], [0.95])
-    assert mirrored.difference == pytest.approx(-0.1) and mirrored.p_value == pytest.approx(0.5)
+
+
+def test_single_value_against_a_group_crawford_howell():
+    # x* = 0.9 against n = 3 values with mean 0.82 and s = 0.02: the standard error of x* - x̄ is
+    # s·√((n+1)/n) = 0.02·√(4/3), t = 0.08 / 0.0230940 = 2√3 with 2 degrees of freedom
+    se = 0.02 * math.sqrt(4 / 3)
+    t = 0.08 / se
+    assert t == pytest.approx(2 * math.sqrt(3))
+    d = compare([0.9], [0.8, 0.82, 0.84])
+    assert d.method == "single-case" and (d.n_a, d.n_b) == (1, 3) and d.difference == pytest.approx(0.08)
+    half = float(stats.t.ppf(0.975, 2)) * se  # = 4.302653 · 0.0230940 = 0.0993655
+    assert (d.ci_low, d.ci_high) == (pytest.approx(0.08 - half), pytest.approx(0.08 + half))
+    assert d.ci_low == pytest.approx(-0.0193655, abs=1e-6)
+    # two-sided p with 2 degrees of freedom in closed form: 1 - t / √(2 + t²) = 1 - 2√3/√14
+    assert d.p_value == pytest.approx(1 - t / math.sqrt(2 + t * t)) and d.p_value == pytest.approx(0.0741799, abs=1e-6)
+    assert not d.significant and d.few and "single value" in d.note
+    # the single value on the other side: the same interval, mirrored, and the same p
+    mirrored = compare([0.8, 0.82, 0.84], [0.9])
+    assert mirrored.difference == pytest.approx(-0.08) and mirrored.p_value == pytest.approx(d.p_value)
     assert (mirrored.ci_low, mirrored.ci_high) == (pytest.approx(-d.ci_high), pytest.approx(-d.ci_low))
+
+
+def test_single_case_against_the_integrated_t_density_and_consistent_verdict():
+    # x* = 0.95 against 0.80, 0.85, 0.90, 0.82: mean 0.8425, deviations -0.0425, 0.0075, 0.0575, -0.0225
+    group = [0.80, 0.85, 0.90, 0.82]
+    s = math.sqrt((0.0425**2 + 0.0075**2 + 0.0575**2 + 0.0225**2) / 3)
+    se = s * math.sqrt(5 / 4)
+    t = 0.1075 / se
+    d = compare([0.95], group)
+    assert d.difference == pytest.approx(0.1075)
+    assert d.p_value == pytest.approx(2 * _t_tail(t, 3), abs=1e-6)
+    half = _t_quantile(0.975, 3) * se
+    assert (d.ci_low, d.ci_high) == (pytest.approx(0.1075 - half, abs=1e-5), pytest.approx(0.1075 + half, abs=1e-5))
+    # the interval excludes 0 exactly when p < 0.05: interval and test never disagree
+    for single in (0.95, 0.99, 1.05, 0.60, 0.86):
+        e = compare([single], group)
+        assert (e.ci_low > 0 or e.ci_high < 0) == e.significant
+    assert compare([1.05], group).significant and not compare([0.86], group).significant
+
+
+def test_single_value_against_identical_values_zero_width():
+    d = compare([0.9], [0.8, 0.8, 0.8])
+    assert d.method == "single-case" and d.difference == pytest.approx(0.1)
+    assert d.ci_low == d.ci_high == d.difference and math.isnan(d.p_value) and "no spread" in d.note
+    assert not d.significant
 
 
 # --- Kendall's tau --------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The report's tables on a small hand-made study: retrain seeds averaged per genotype before the
-per-setting statistics, the seeds' own spread, genotype stability, the comparisons with the
-reference setting and the random baseline, search-to-retrain agreement; and ``report.reference``
-in the spec."""
+per-setting statistics, the seeds' own spread (pooled, weighted by seeds - 1), genotype stability,
+the comparisons with the reference setting and the random baseline (a genotype both settings found
+left out of both groups), search-to-retrain agreement; and ``report.reference`` in the spec."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_genotypes_averaged_over_seeds_first():
     assert k1.retrain_test_acc_std == pytest.approx(math.sqrt(2 * 0.045**2))
     half = 12.706204736174707 * k1.retrain_test_acc_std / math.sqrt(2)  # t(0.975, 1) from tables
     assert (k1.retrain_test_acc_ci_low, k1.retrain_test_acc_ci_high) == (pytest.approx(0.865 - half), pytest.approx(0.865 + half))
-    # every genotype's two seeds differ by 0.02 or 0.04: pooled seed std = sqrt(mean of their variances)
+    # every genotype's two seeds differ by 0.02 or 0.04: with equal seed counts, the pooled seed std is the root of the mean variance
     assert k1.retrain_seed_std == pytest.approx(math.sqrt((0.0008 + 0.0002) / 2))
     assert k4.retrain_test_acc_mean == pytest.approx((0.91 + 0.72) / 2)
     assert rnd.retrain_test_acc_mean == pytest.approx((0.61 + 0.52) / 2) and rnd.retrain_test_acc_n == 2
@@ -98,8 +98,20 @@ def test_comparisons_with_reference_and_random():
                                                                    pytest.approx(expected.p_value))
     assert row["sentence"].startswith("k=4 vs k=1 (DARTS), search validation accuracy: 65.0 ± 5.0 vs 55.0 ± 5.0 %, difference +10.0 [")
     assert "n = 3: " in row["sentence"] and "caveat: fewer than 4 values per group" in row["sentence"]
+    # retrain: g02 was found by both k=1 and k=4, so it is left out of both groups: g03 (0.72) vs g01 (0.82)
     retrain = table.iloc[1]
-    assert retrain["n"] == 2 and retrain["mean"] == pytest.approx(0.815) and retrain["mean_versus"] == pytest.approx(0.865)
+    assert (retrain["n"], retrain["n_versus"], retrain["n_shared"]) == (1, 1, 1)
+    assert retrain["mean"] == pytest.approx(0.72) and retrain["mean_versus"] == pytest.approx(0.82)
+    assert retrain["difference"] == pytest.approx(-0.10) and retrain["method"] == "none"
+    assert "1 genotype found by both settings left out" in retrain["note"]
+    assert "1 genotype found by both settings left out" in retrain["sentence"]
+    # against the random baseline nothing is shared: k=1 keeps both of its genotypes g01 and g02
+    k1_random = table.iloc[2]
+    assert (k1_random["n"], k1_random["n_shared"]) == (2, 0) and k1_random["mean"] == pytest.approx(0.865)
+    assert "left out" not in k1_random["sentence"]
+    # one verdict: the significant column, the sentence and p < 0.05 agree on every row
+    for row in table.itertuples():
+        assert row.significant == (row.p_value < 0.05) == ("significant at the 5% level" in row.sentence)
 
     # no reference in the grid: only the comparisons with the random baseline
     assert set(compare_settings(trials, selection, ["k=1", "k=4"], None)["versus"]) == {"random"}
@@ -144,3 +156,49 @@ def test_reference_setting_in_the_spec():
     for report, message in problems:
         with pytest.raises(SpecError, match=message):
             _spec(report)
+
+
+def _add_genotype(trials: pd.DataFrame, selection: pd.DataFrame, gid: str, setting: str, accs: list[float]):
+    """One more selected genotype, found only by ``setting``, retrained with len(accs) seeds."""
+    retrains = [{"stage": "retrain", "trial": f"r-{gid}-{seed}", "setting": setting, "seed": seed, "status": "finished",
+                 "test_acc": acc, "genotype_id": gid, "parameters": 2000, "time_s": 720.0, "cpus": 1, "gpus": 0.0, "epochs": 2}
+                for seed, acc in enumerate(accs)]
+    source = "s0" if setting == "k=1" else "s5"  # a search of that setting
+    chosen = {"genotype_id": gid, "setting": setting, "source": source, "found_by": source, "found_by_settings": setting,
+              "metric": "valid_acc", "value": 0.5, "genotype": OTHER}
+    return pd.concat([trials, pd.DataFrame(retrains)], ignore_index=True), pd.concat([selection, pd.DataFrame([chosen])], ignore_index=True)
+
+
+def test_shared_genotype_left_out_of_a_comparison_between_settings():
+    trials, selection = _study()
+    trials, selection = _add_genotype(trials, selection, "g04", "k=1", [0.86, 0.88])
+    trials, selection = _add_genotype(trials, selection, "g05", "k=4", [0.76, 0.78])
+    # the per-setting statistics count g02 for both settings (each found it)
+    summary = summarize(trials, selection, ["k=1", "k=4"]).set_index("setting")
+    assert summary.loc["k=1", "retrain_test_acc_n"] == 3 and summary.loc["k=4", "retrain_test_acc_n"] == 3
+    table = compare_settings(trials, selection, ["k=1", "k=4"], "k=1", "DARTS")
+    row = table[(table["versus"] == "k=1") & (table["metric"] == "retrain_test_acc")].iloc[0]
+    # k=4: g03 0.72, g05 0.77; k=1: g01 0.82, g04 0.87; the shared g02 (0.91) is in neither group
+    expected = compare([0.72, 0.77], [0.82, 0.87])
+    assert (row["n"], row["n_versus"], row["n_shared"], row["method"]) == (2, 2, 1, "welch")
+    assert row["difference"] == pytest.approx(-0.10) and row["p_value"] == pytest.approx(expected.p_value)
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(expected.ci_low), pytest.approx(expected.ci_high))
+    assert "n = 2 (1 genotype found by both settings left out of both groups" in row["sentence"]
+
+    # a setting whose only retrained genotype the reference also found: no comparison, and why
+    trials, selection = _study()
+    selection = selection[selection["genotype_id"] != "g03"]
+    trials = trials[trials["genotype_id"] != "g03"]
+    row = compare_settings(trials, selection, ["k=1", "k=4"], "k=1", "DARTS").iloc[1]
+    assert (row["metric"], row["n"], row["n_shared"]) == ("retrain_test_acc", 0, 1) and math.isnan(row["difference"])
+    assert "no comparison (a group has no values; 1 genotype found by both settings left out" in row["sentence"]
+
+
+def test_pooled_seed_std_weights_by_degrees_of_freedom():
+    trials, selection = _study()
+    # g01 gets a third seed: 0.80, 0.84, 0.88 (variance 0.0016, 2 degrees of freedom); g02 keeps 0.90, 0.92 (0.0002, 1)
+    third = trials[trials["trial"] == "r-g01-1"].assign(trial="r-g01-2", seed=2, test_acc=0.88)
+    trials = pd.concat([trials, third], ignore_index=True)
+    k1 = summarize(trials, selection, ["k=1", "k=4"]).set_index("setting").loc["k=1"]
+    assert k1.retrain_seed_std == pytest.approx(math.sqrt((2 * 0.0016 + 1 * 0.0002) / 3))
+    assert k1.retrain_seed_std != pytest.approx(math.sqrt((0.0016 + 0.0002) / 2))  # not the plain mean of the variances
