@@ -121,18 +121,30 @@ class DevToolsPage:
         self._process = subprocess.Popen(
             [self.browser, *FLAGS, f"--user-data-dir={self._profile}", f"--window-size={self.size[0]},{self.size[1]}",
              "--remote-debugging-port=0", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        endpoint = None
-        for line in self._process.stderr:  # "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID"
-            if "DevTools listening on " in line:
-                endpoint = line.split("DevTools listening on ", 1)[1].strip()
-                break
-        if endpoint is None:
+        try:
+            self._loop.run_until_complete(self._connect(self._endpoint()))
+        except BaseException:
             self.__exit__()
-            raise AssertionError("Chromium did not open its DevTools endpoint")
-        self._loop.run_until_complete(self._connect(endpoint))
+            raise
         return self
+
+    def _endpoint(self) -> str:
+        """The browser's DevTools address, from the ``DevToolsActivePort`` file (port, then path) that
+        Chromium writes into its profile once it listens; waits up to ``timeout``."""
+        import time
+
+        marker = Path(self._profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise AssertionError(f"Chromium exited (code {self._process.returncode}) before opening DevTools")
+            lines = marker.read_text().split() if marker.is_file() else []
+            if len(lines) >= 2:
+                return f"ws://127.0.0.1:{lines[0]}{lines[1]}"
+            time.sleep(0.1)
+        raise AssertionError(f"Chromium did not open its DevTools endpoint within {self.timeout} s")
 
     async def _connect(self, endpoint: str) -> None:
         import aiohttp
