@@ -10,6 +10,7 @@ MLflow and Ray Tune write, and which Ray cluster runs it. Every problem is raise
 from __future__ import annotations
 
 import copy
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -72,6 +73,8 @@ class ResourcesSpec(Section):
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{value!r} is neither a number nor 'auto': use e.g. 0.25, 1, 2 or auto")
+        if not math.isfinite(value):
+            raise ValueError("not a finite number; use a number >= 0, a fraction <= 1 or whole GPUs (e.g. 0.25, 1, 2), or auto")
         if value < 0:
             raise ValueError(f"{value}: must be >= 0 (0 = no GPU)")
         if value > 1 and value != int(value):

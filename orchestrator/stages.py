@@ -37,14 +37,23 @@ def run_stage(
     storage_path: str,
     callbacks: list[tune.Callback],
     verbose: bool,
+    say: Callable[[str], None] = print,
 ) -> list[tune.Result]:
-    """Run (or continue) the Tune experiment ``name`` of one stage; returns one result per trial, in trial order."""
+    """Run (or continue) the Tune experiment ``name`` of one stage; returns one result per trial, in trial order.
+
+    With ``gpus_per_trial: auto`` each distinct setting is probed once here, before Tune starts, and
+    its share written into the trial descriptions; a restored experiment keeps the descriptions (and
+    shares) Tune saved, so it probes nothing."""
     resources = spec.resources
     stage = trials[0]["stage"]
     path = f"{storage_path.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=_with_resources(trainable, spec), resume_unfinished=True, resume_errored=True)
     else:
+        if resources.gpus_per_trial == "auto":
+            from .gpu_packing import cluster_gpus, measure_gpu_shares
+
+            measure_gpu_shares(trials, resources.gpu_memory_margin, cluster_gpus(), say=say)
         tuner = tune.Tuner(
             _with_resources(trainable, spec),
             param_space={"trial": tune.grid_search(trials), "threads": max(1, int(resources.cpus_per_trial))},
@@ -91,12 +100,13 @@ def _fit(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
 
 def _with_resources(trainable: Callable[[dict[str, Any]], None], spec: StudySpec) -> Any:
     """The trainable with each trial's resources: as the spec says, or with ``gpus_per_trial: auto``
-    the GPU share of the trial's measured peak memory (see :mod:`orchestrator.gpu_packing`)."""
+    the GPU share measured before the stage and held by the trial's description (see
+    :mod:`orchestrator.gpu_packing`)."""
     resources = spec.resources
     if resources.gpus_per_trial == "auto":
-        from .gpu_packing import AutoGpuShares
+        from .gpu_packing import trial_resources
 
-        return tune.with_resources(trainable, AutoGpuShares(resources.cpus_per_trial, resources.gpu_memory_margin))
+        return tune.with_resources(trainable, trial_resources)
     return tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
 
 

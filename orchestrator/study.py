@@ -226,6 +226,11 @@ class Study:
         tracker.client.set_terminated(parent, "FINISHED")
         return paths
 
+    def tune_experiment(self, stage: str) -> str:
+        """The Tune experiment of a stage. The study id is in the name: another study of the same
+        name in a shared storage is never restored."""
+        return f"{self.spec.name}-{self.state['study_id'][:8]}-{stage}"
+
     def _stage(self, stage: str, trials: list[dict[str, Any]], trainable: Any, metric: str, mode: str,
                tracker: Any, parent: str, verbose: bool, say: Say) -> None:
         from .progress import StageProgress
@@ -233,9 +238,7 @@ class Study:
 
         say(f"stage {stage}: {len(trials)} trials")
         callbacks = [TrialLogger(tracker.uri, tracker.experiment_id, parent), StageProgress(stage, metric, mode)]
-        # The study id in the experiment's name: another study of the same name in a shared storage is never restored.
-        experiment = f"{self.spec.name}-{self.state['study_id'][:8]}-{stage}"
-        results = run_stage(experiment, trainable, trials, self.spec, self.state["storage_path"], callbacks, verbose)
+        results = run_stage(self.tune_experiment(stage), trainable, trials, self.spec, self.state["storage_path"], callbacks, verbose, say)
         # The stage is done only once MLflow holds all of it: if it cannot, the stage stays open and
         # --resume logs what is missing (restoring a finished Tune experiment runs nothing again).
         catch_up(tracker, parent, results, say=say)
@@ -290,8 +293,7 @@ class Study:
 
         say("stage report: tables, pictures, report.html")
         if not (self.folder / ARCH_HISTORY_FILE).is_file():
-            experiment = f"{self.spec.name}-{self.state['study_id'][:8]}-search"  # as _stage names it
-            save_arch_history(self.folder, self.state["storage_path"], experiment, search_trials(self.spec), say)
+            save_arch_history(self.folder, self.state["storage_path"], self.tune_experiment("search"), search_trials(self.spec), say)
         paths = build_study_report(self.folder, self.spec, self.state, say)
         summary = read_table(paths["summary"])
         metrics = [Metric(k, float(v), 0, 0) for k, v in summary_metrics(summary).items()]
@@ -407,11 +409,12 @@ def catch_up(tracker: Any, parent: str, results: list[Any], say: Say = print, wa
 
 def _catch_up_trial(tracker: Any, parent: str, result: Any) -> None:
     from .stages import epoch_rows
-    from .tracking import trial_identity
+    from .tracking import RUN_STATUS, trial_identity
 
     key, tags, params = trial_identity(result.config)
     existing = tracker.find_trial_run(parent, key)
-    ended = existing is not None and existing.info.status != "RUNNING" and "pcdarts.status" in existing.data.tags
+    # Ended by finish_trial, not merely closed after an interruption (KILLED) part-way through it.
+    ended = existing is not None and existing.info.status == RUN_STATUS.get(existing.data.tags.get("pcdarts.status"))
     run_id = existing.info.run_id if ended else tracker.trial_run(parent, key, tags, params)
     tracker.log_epochs(run_id, epoch_rows(result), tracker.logged_epochs(run_id))
     if ended:
@@ -469,15 +472,22 @@ def ray_session(spec: StudySpec, verbose: bool) -> Iterator[None]:
 
 
 def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
-    """A cluster address (``host:port`` or ``ray://host:port``) answers a TCP connection within
-    ``timeout_s``: ``ray.init`` would otherwise wait a long time for a head that is not there."""
+    """A cluster address (``host:port``) answers a TCP connection within ``timeout_s``: ``ray.init``
+    would otherwise wait a long time for a head that is not there. Ray Client (``ray://``) is refused:
+    Ray Tune then runs each stage on the cluster, out of reach of the driver's Ctrl-C handling."""
     if address in ("auto", "local"):
         return  # Ray finds (or fails to find) the cluster of this machine itself, quickly
-    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if address.startswith("ray://"):
+        raise SpecError(
+            "ray.address",
+            f"{address!r}: Ray Client addresses are not supported; run the study on a node of the cluster with "
+            "ray.address: auto, or give the head's host:port (e.g. 10.0.0.1:6379)",
+        )
+    host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise SpecError(
             "ray.address",
-            f"{address!r}: write the head's address as host:port (e.g. 10.0.0.1:6379), ray://host:10001 or auto",
+            f"{address!r}: write the head's address as host:port (e.g. 10.0.0.1:6379) or auto",
         )
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
@@ -492,14 +502,10 @@ def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
 
 def check_resources(spec: StudySpec, available: dict[str, float]) -> None:
     """A trial that asks for more than the whole cluster has would wait forever: refuse it now.
-    ``gpus_per_trial: auto`` asks for at most one GPU, or none where the cluster has none (said here)."""
+    ``gpus_per_trial: auto`` asks for at most one GPU, or none where the cluster has none (said by
+    each stage, see :func:`orchestrator.gpu_packing.measure_gpu_shares`)."""
     for name, field, asked in (("CPU", "cpus_per_trial", spec.resources.cpus_per_trial), ("GPU", "gpus_per_trial", spec.resources.gpus_per_trial)):
         if asked == "auto":
-            from .gpu_packing import no_gpu_note
-
-            note = no_gpu_note(available)
-            if note:
-                print(note)
             continue
         have = available.get(name, 0.0)
         if asked > have:

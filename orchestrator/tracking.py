@@ -37,6 +37,7 @@ EPOCH_METRICS = tuple(dict.fromkeys(n for n in (*EpochRecord.SCALARS, *TrainReco
 FINAL_METRICS = ("parameters", "multiply_adds")
 #: Seconds the live logger leaves MLflow alone after a failed call (the stage's catch-up logs what it skipped).
 OUTAGE_PAUSE_S = 20.0
+OUTAGE_PAUSE_MAX_S = 300.0
 
 
 class TrackingError(UserInputError):
@@ -167,12 +168,12 @@ class StudyTracker:
 
         stamp = int(time.time() * 1000)
         metrics = [Metric(name, float(final[name]), stamp, 0) for name in FINAL_METRICS if _is_number(final.get(name))]
-        tags = [RunTag("pcdarts.status", status)]
-        if final.get("error"):
-            tags.append(RunTag("pcdarts.error", str(final["error"])[:5000]))
+        tags = [RunTag("pcdarts.error", str(final["error"])[:5000])] if final.get("error") else []
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         if final.get("genotype"):
             self.log_genotype(run_id, final["genotype"])
+        # The status tag last, with the end: a run carrying it has all its final values and files.
+        self.client.set_tag(run_id, "pcdarts.status", status)
         self.client.set_terminated(run_id, RUN_STATUS.get(status, "FAILED"))
 
     def log_genotype(self, run_id: str, text: str) -> None:
@@ -235,6 +236,7 @@ class TrialLogger(Callback):
         self._tracker: StudyTracker | None = None
         self._runs: dict[str, tuple[str, set[int]]] = {}
         self._paused_until = 0.0
+        self._failures = 0  # consecutive failed calls: each doubles the pause, up to OUTAGE_PAUSE_MAX_S
 
     def __getstate__(self) -> dict[str, Any]:
         return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_id": self.parent_id}
@@ -282,17 +284,24 @@ class TrialLogger(Callback):
         self._guarded(log)
 
     def _guarded(self, action: Any) -> None:
-        # A tracking outage must not stop the trials, nor slow them down with the client's retries:
-        # after a failure, live logging pauses for OUTAGE_PAUSE_S; the stage's catch-up logs what was skipped.
+        # A tracking outage must not stop the trials, nor slow them down with the client's retries (these
+        # callbacks run in Tune's loop): after a failure, live logging pauses (OUTAGE_PAUSE_S, doubling while
+        # the server stays away) and, once the pause is over, first asks the server with a one-second probe;
+        # the stage's catch-up logs what was skipped.
         if time.monotonic() < self._paused_until:
             return
         try:
+            if self._failures:
+                check_server(self.uri, timeout_s=1.0)
             action()
+            self._failures = 0
         except Exception as err:  # noqa: BLE001
             self._tracker = None
             self._runs.clear()
-            self._paused_until = time.monotonic() + OUTAGE_PAUSE_S
+            pause = min(OUTAGE_PAUSE_S * 2**self._failures, OUTAGE_PAUSE_MAX_S)
+            self._failures += 1
+            self._paused_until = time.monotonic() + pause
             print(
                 f"warning: MLflow logging failed ({type(err).__name__}: {' '.join(str(err).split())[:160]}); "
-                f"live logging pauses for {OUTAGE_PAUSE_S:g} s and the end of the stage logs what was missed"
+                f"live logging pauses for {pause:g} s and the end of the stage logs what was missed"
             )

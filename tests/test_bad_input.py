@@ -70,6 +70,8 @@ CASES = [
     ("ray-address-unreachable", "study", SPEC, ["--set", f"ray.address=127.0.0.1:{CLOSED_PORT}"],
      ["ray.address", "nothing answers there", "ray start --head", "fix ray.address"]),
     ("ray-address-malformed", "study", SPEC, ["--set", "ray.address=headnode"], ["ray.address", "host:port"]),
+    ("ray-client-address", "study", SPEC, ["--set", "ray.address=ray://head:10001"],
+     ["ray.address", "Ray Client addresses are not supported", "ray.address: auto"]),
     ("ray-zero-cpus", "study", SPEC, ["--set", "ray.num_cpus=0"], ["ray.num_cpus", "greater than or equal to 1"]),
     ("resume-without-study", "study", SPEC, ["--resume"], ["--resume", "study.json does not exist", "run without --resume"]),
     ("genotype-garbage", "train", None, ["--genotype", "garbage"], ["genotype", "garbage"]),

@@ -78,6 +78,8 @@ def test_grid_crosses_every_list_with_seeds_innermost():
         ({"retrain__lr_schedule": "step"}, "retrain.lr_schedule", "cosine"),
         ({"select__metric": "test_acc"}, "select.metric", "valid_acc"),
         ({"resources__gpus_per_trial": 1.5}, "resources.gpus_per_trial", "fraction"),
+        ({"resources__gpus_per_trial": math.inf}, "resources.gpus_per_trial", "not a finite number; use a number >= 0"),
+        ({"resources__gpus_per_trial": math.nan}, "resources.gpus_per_trial", "or auto"),
         ({"name": "my study/1"}, "name", "letters"),
         ({"dataset": DELETE}, "dataset", "missing"),
         ({"search__k": [2, 2.0]}, "search.k", "same setting"),
