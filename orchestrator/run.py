@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted; {again}", file=sys.stderr)
         return 130
-    print(f"done: reports in {folder} (trials.csv, summary.csv, summary.md)")
+    print(f"done: reports in {folder} (report.html, summary.md, summary.csv, comparisons.csv, trials.csv)")
     return 0
 
 

@@ -127,7 +127,7 @@ def describe_plan(spec: StudySpec, folder: Path) -> str:
         f"  protocol: {train.network} network, C={train.init_channels}, {train.layers} cells, {train.epochs} epochs, "
         f"batch {train.batch_size}, lr {train.lr} ({train.lr_schedule})",
         "",
-        "stage report: trials.csv, summary.csv, summary.md (also logged to the study's MLflow run)",
+        "stage report: report.html with its pictures, summary.md/.csv, comparisons.csv, trials.csv (also logged to the study's MLflow run)",
     ]
     return "\n".join(lines)
 
