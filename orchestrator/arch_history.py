@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pcdarts_core.checkpoint import atomic_write_text, load_checkpoint
-from pcdarts_core.cli import CHECKPOINT
+from pcdarts_core.outputs import CHECKPOINT
 from pcdarts_core.errors import UserInputError
 from pcdarts_core.operations import PRIMITIVES
 

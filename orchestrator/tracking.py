@@ -179,7 +179,7 @@ class StudyTracker:
     def log_genotype(self, run_id: str, text: str) -> None:
         """``genotype.json`` and ``genotype.txt``, the same files ``python -m pcdarts_core.search`` writes."""
         from pcdarts_core import parse_genotype
-        from pcdarts_core.cli import write_genotype
+        from pcdarts_core.outputs import write_genotype
 
         with tempfile.TemporaryDirectory(prefix="pcdarts-genotype-") as folder:
             write_genotype(Path(folder), parse_genotype(text))

@@ -28,7 +28,7 @@ from pcdarts_core import (
     load_dataset,
     network_cost,
 )
-from pcdarts_core.cli import CHECKPOINT
+from pcdarts_core.outputs import CHECKPOINT
 from pcdarts_core.data import DatasetBundle
 from pcdarts_core.runner import EpochRunner
 

@@ -4,7 +4,6 @@ and the output folder, resume and progress bar of the commands that run epochs."
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import types
 import typing
@@ -16,7 +15,7 @@ from tqdm import tqdm
 
 from .checkpoint import atomic_write_text
 from .errors import Diverged, UserInputError
-from .genotype import Genotype
+from .outputs import CHECKPOINT
 
 R = TypeVar("R")
 
@@ -80,9 +79,6 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
 
 # --- runs with an output folder (search and train) ---------------------------------
 
-CHECKPOINT = "checkpoint.pt"
-
-
 def add_run_arguments(parser: argparse.ArgumentParser, kind: str, resumable: Iterable[str]) -> None:
     """``--out``, ``--resume`` and ``--quiet``, shared by the commands that run epochs into a folder."""
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -106,18 +102,6 @@ def open_run(out: Path, resume: bool, kind: str, resume_from: Callable[[Path], R
     if checkpoint.exists():
         raise UserInputError(f"--out {out}: already holds a {kind}; pass --resume to continue it or choose another --out")
     return start()
-
-
-def prepare_out(out: Path, config: BaseModel) -> None:
-    """Create the output folder and write the run's settings to ``config.json``."""
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", config.model_dump_json(indent=2) + "\n")
-
-
-def write_genotype(out: Path, genotype: Genotype) -> None:
-    """``genotype.json`` and ``genotype.txt`` (the DARTS text form), each replaced atomically."""
-    atomic_write_text(out / "genotype.json", json.dumps(genotype.to_dict(), indent=2) + "\n")
-    atomic_write_text(out / "genotype.txt", genotype.to_text() + "\n")
 
 
 def run_epochs(

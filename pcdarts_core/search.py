@@ -16,17 +16,15 @@ from pathlib import Path
 
 from .checkpoint import atomic_write_text
 from .cli import (
-    CHECKPOINT,
     add_config_arguments,
     add_run_arguments,
     config_overrides,
     open_run,
-    prepare_out,
     run_epochs,
     run_main,
-    write_genotype,
 )
 from .config import SearchConfig
+from .outputs import CHECKPOINT, write_config, write_genotype
 from .records import EpochRecord, records_csv
 from .searcher import Search
 
@@ -72,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"search in {args.out} already finished {search.epoch} epochs; raise --epochs to extend it", file=sys.stderr)
         print(search.genotype().to_text())
         return 0
-    prepare_out(args.out, search.config)
+    write_config(args.out, search.config)
     cfg = search.config
     code = run_epochs(
         search,

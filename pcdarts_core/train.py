@@ -16,18 +16,16 @@ from pathlib import Path
 
 from .checkpoint import atomic_write_text
 from .cli import (
-    CHECKPOINT,
     add_config_arguments,
     add_run_arguments,
     config_overrides,
     open_run,
-    prepare_out,
     run_epochs,
     run_main,
-    write_genotype,
 )
 from .errors import UserInputError
 from .known_genotypes import KNOWN_GENOTYPES, load_genotype
+from .outputs import CHECKPOINT, write_config, write_genotype
 from .records import TrainRecord, records_csv
 from .train_config import PROTOCOLS, TrainConfig
 from .trainer import Training
@@ -113,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"retraining in {args.out} already finished {training.epoch} epochs; raise --epochs to extend it", file=sys.stderr)
         print(_summary_line(training))
         return 0
-    prepare_out(args.out, training.config)
+    write_config(args.out, training.config)
     write_genotype(args.out, training.genotype())
     cfg, split = training.config, training.split
     valid = f" / {len(split['valid'])} valid" if "valid" in split else ""
