@@ -16,8 +16,9 @@ import json
 import os
 import platform
 import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ class Stopped(Exception):
 class StopRequest:
     """Set by :func:`sigterm_stops`'s handler: the signal's name once one arrived."""
 
-    signal: Optional[str] = None
+    signal: str | None = None
 
     def check(self) -> None:
         """Raise :class:`Stopped` if a signal arrived (in case its exception was swallowed, say in a
@@ -73,7 +74,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def saved_activation_bytes(model: nn.Module, x: torch.Tensor, forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> int:
+def saved_activation_bytes(
+    model: nn.Module, x: torch.Tensor, forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> int:
     """Bytes of the distinct storages autograd saves in one forward pass (``forward(x)``, default
     ``model(x)``), the model's parameters and buffers excluded. Under autocast this includes the
     bfloat16 copies of the weights that the pass casts and saves."""
@@ -116,10 +119,13 @@ def machine(device: torch.device) -> dict[str, Any]:
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "load_avg_1min_at_start": os.getloadavg()[0],
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        facts.update(gpu_memory_bytes=int(props.total_memory), cuda_version=torch.version.cuda,
-                     cudnn_version=torch.backends.cudnn.version())
+        facts.update(
+            gpu_memory_bytes=int(props.total_memory),
+            cuda_version=torch.version.cuda,
+            cudnn_version=torch.backends.cudnn.version(),
+        )
     return facts

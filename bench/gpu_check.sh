@@ -101,7 +101,8 @@ EOF
     fi
     exit 2
 fi
-if ! err=$("$PY" -c "import pcdarts_core" 2>&1); then
+# every exported name, so every module imports (the package itself imports its modules on first use)
+if ! err=$("$PY" -c "from pcdarts_core import *" 2>&1); then
     echo "gpu_check: pcdarts_core does not import from $PWD with $PY: $(echo "$err" | tail -n 1)" >&2
     exit 2
 fi

@@ -1,6 +1,6 @@
 """Several searches packed on one device: aggregate images/s against one search alone.
 
-Plain processes (``subprocess``; no Ray), each a real :class:`~pcdarts_core.searcher.Search` on
+Plain processes (``subprocess``; no Ray), each a real :class:`~pcdarts_core.search.Search` on
 synthetic CIFAR-shaped data with the device's default speed options. First one search runs alone,
 then ``--processes`` run together. Each process warms up for one epoch, reports ready, waits until
 all are ready, then runs ``--epochs`` measured epochs of ``--steps`` steps (validation pass
@@ -30,8 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from _common import MiB, Stopped, machine, sigterm_stops, write_json
@@ -56,10 +57,19 @@ def worker(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = SearchConfig(
-        init_channels=args.C, layers=args.layers, k=args.k, batch_size=args.batch, epochs=1 + args.epochs,
-        warmup_epochs=0, device=args.device, seed=args.index,
+        init_channels=args.C,
+        layers=args.layers,
+        k=args.k,
+        batch_size=args.batch,
+        epochs=1 + args.epochs,
+        warmup_epochs=0,
+        device=args.device,
+        seed=args.index,
     )
-    search = Search(config, data=synthetic_bundle(train_images=2 * args.batch * args.steps, image_size=args.image_size, seed=args.index))
+    search = Search(
+        config,
+        data=synthetic_bundle(train_images=2 * args.batch * args.steps, image_size=args.image_size, seed=args.index),
+    )
     search.run_epoch()
     status = Path(args.status_dir)
     (status / f"ready-{args.index}").touch()
@@ -91,7 +101,9 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def wait_for(procs: list[subprocess.Popen], done: Callable[[int], bool], what: str, deadline: float, logs: list[Path]) -> None:
+def wait_for(
+    procs: list[subprocess.Popen], done: Callable[[int], bool], what: str, deadline: float, logs: list[Path]
+) -> None:
     """Wait until ``done(i)`` holds for every process ``i``; raise RuntimeError when one exits before
     that, :class:`OutOfTime` when ``deadline`` (``time.time()``) passes first."""
     while not all(done(i) for i in range(len(procs))):
@@ -117,16 +129,43 @@ def run_group(args: argparse.Namespace, n: int, threads: int, deadline: float) -
     with tempfile.TemporaryDirectory(prefix="pcdarts-pack-") as name:
         folder = Path(name)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        base = [sys.executable, str(Path(__file__).resolve()), "--worker", "--status-dir", str(folder), "--threads", str(threads)]
-        sizes = ["--device", args.device, "--k", str(args.k), "--batch", str(args.batch), "--C", str(args.C),
-                 "--layers", str(args.layers), "--image-size", str(args.image_size), "--steps", str(args.steps),
-                 "--epochs", str(args.epochs)]
+        base = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            "--status-dir",
+            str(folder),
+            "--threads",
+            str(threads),
+        ]
+        sizes = [
+            "--device",
+            args.device,
+            "--k",
+            str(args.k),
+            "--batch",
+            str(args.batch),
+            "--C",
+            str(args.C),
+            "--layers",
+            str(args.layers),
+            "--image-size",
+            str(args.image_size),
+            "--steps",
+            str(args.steps),
+            "--epochs",
+            str(args.epochs),
+        ]
         logs = [folder / f"worker-{i}.log" for i in range(n)]
         procs: list[subprocess.Popen] = []
         try:
             for i, log in enumerate(logs):
                 with log.open("w") as out:  # the child keeps its own copy of the descriptor
-                    procs.append(subprocess.Popen([*base, *sizes, "--index", str(i)], stdout=out, stderr=subprocess.STDOUT, env=env))
+                    procs.append(
+                        subprocess.Popen(
+                            [*base, *sizes, "--index", str(i)], stdout=out, stderr=subprocess.STDOUT, env=env
+                        )
+                    )
             wait_for(procs, lambda i: (folder / f"ready-{i}").exists(), "ready (warm-up epoch done)", deadline, logs)
             (folder / "go").touch()
             wait_for(procs, lambda i: procs[i].poll() is not None, "finished", deadline, logs)
@@ -143,10 +182,16 @@ def run_group(args: argparse.Namespace, n: int, threads: int, deadline: float) -
                 p.wait()
     images = sum(r["train_images"] for r in results)
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
-    return {"processes": n, "threads_per_process": threads, "images_per_s": images / wall, "wall_s": wall, "per_process": results}
+    return {
+        "processes": n,
+        "threads_per_process": threads,
+        "images_per_s": images / wall,
+        "wall_s": wall,
+        "per_process": results,
+    }
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--processes", type=int, default=4)
@@ -182,14 +227,34 @@ def main(argv: Optional[list[str]] = None) -> int:
     cores = os.cpu_count() or 1
     alone_threads = args.threads or cores
     packed_threads = args.threads or max(1, cores // args.processes)
-    full = device.type == "cuda" and args.k == 4 and args.processes == 4 and all(
-        getattr(args, n) == GPU_DEFAULTS[n] for n in ("batch", "C", "layers", "image_size"))
-    settings = {n: str(v) if isinstance(v, Path) else v for n, v in vars(args).items() if n not in ("worker", "status_dir", "index")}
-    payload: dict[str, Any] = {"machine": facts, "settings": settings, "complete": False, "error": None, "alone": None,
-                               "packed": None, "speedup": None, "gpu_share": None, "goal": {"limit": GOAL, "pass": None}}
-    print(f"{facts['device_name']} ({device}): K={args.k}, batch {args.batch}, C={args.C}, {args.layers} cells, "
-          f"{args.image_size}x{args.image_size}, {args.steps} steps x {args.epochs} measured epochs per process; "
-          f"at most {args.timeout:g} s in all", flush=True)
+    full = (
+        device.type == "cuda"
+        and args.k == 4
+        and args.processes == 4
+        and all(getattr(args, n) == GPU_DEFAULTS[n] for n in ("batch", "C", "layers", "image_size"))
+    )
+    settings = {
+        n: str(v) if isinstance(v, Path) else v
+        for n, v in vars(args).items()
+        if n not in ("worker", "status_dir", "index")
+    }
+    payload: dict[str, Any] = {
+        "machine": facts,
+        "settings": settings,
+        "complete": False,
+        "error": None,
+        "alone": None,
+        "packed": None,
+        "speedup": None,
+        "gpu_share": None,
+        "goal": {"limit": GOAL, "pass": None},
+    }
+    print(
+        f"{facts['device_name']} ({device}): K={args.k}, batch {args.batch}, C={args.C}, {args.layers} cells, "
+        f"{args.image_size}x{args.image_size}, {args.steps} steps x {args.epochs} measured epochs per process; "
+        f"at most {args.timeout:g} s in all",
+        flush=True,
+    )
     code = 0
     try:
         with sigterm_stops() as stop:
@@ -207,27 +272,43 @@ def main(argv: Optional[list[str]] = None) -> int:
             payload["error"] = str(err)
         code = 128 + signal.SIGTERM if isinstance(err, Stopped) else 1
         print(f"error: {payload['error']}", file=sys.stderr, flush=True)
-        print(f"---- packing: not measured ({'the alone group measured, not the packed one' if payload['alone'] else 'nothing measured'}; "
-              f"{'stopped' if code != 1 else 'see the error above'})", flush=True)
+        print(
+            "---- packing: not measured "
+            f"({'the alone group measured, not the packed one' if payload['alone'] else 'nothing measured'}; "
+            f"{'stopped' if code != 1 else 'see the error above'})",
+            flush=True,
+        )
         write_json(args.json, payload)
         print(f"wrote {args.json}")
         return code
     alone, packed = payload["alone"], payload["packed"]
     ratio = packed["images_per_s"] / alone["images_per_s"]
-    print(f"  {args.processes} packed: {packed['images_per_s']:.1f} img/s in all ({packed_threads} threads each): "
-          f"{ratio:.2f}x one alone")
+    print(
+        f"  {args.processes} packed: {packed['images_per_s']:.1f} img/s in all ({packed_threads} threads each): "
+        f"{ratio:.2f}x one alone"
+    )
     for r in packed["per_process"]:
-        peak = f"peak {r['peak_allocated_bytes'] / MiB:.0f} MiB allocated, {r['peak_reserved_bytes'] / MiB:.0f} MiB reserved" \
-            if r["peak_allocated_bytes"] is not None else f"peak resident {r['peak_resident_bytes'] / MiB:.0f} MiB"
-        print(f"    process {r['index']}: {', '.join(f'{v:.1f}' for v in r['train_images_per_s'])} img/s per epoch; {peak}")
+        peak = (
+            f"peak {r['peak_allocated_bytes'] / MiB:.0f} MiB allocated, {r['peak_reserved_bytes'] / MiB:.0f} MiB "
+            "reserved"
+            if r["peak_allocated_bytes"] is not None
+            else f"peak resident {r['peak_resident_bytes'] / MiB:.0f} MiB"
+        )
+        print(
+            f"    process {r['index']}: {', '.join(f'{v:.1f}' for v in r['train_images_per_s'])} img/s per epoch; "
+            f"{peak}"
+        )
     share = None
     if device.type == "cuda":
         worst = max(r["peak_reserved_bytes"] for r in packed["per_process"])
         share = gpu_share(worst, packed["per_process"][0]["total_memory_bytes"])
         print(f"  GPU share the orchestrator would give such a trial (gpus_per_trial: auto): {share:g}")
     verdict = (ratio >= GOAL) if full else None
-    print(f"{ {True: 'PASS', False: 'FAIL', None: '----'}[verdict]} packing: {ratio:.2f}x (goal >= {GOAL} for 4 x K=4 at the "
-          f"full sizes on a GPU{'' if full else '; not checked here'})")
+    print(
+        f"{ {True: 'PASS', False: 'FAIL', None: '----'}[verdict] } packing: {ratio:.2f}x (goal >= {GOAL} for 4 x K=4 "
+        "at the "
+        f"full sizes on a GPU{'' if full else '; not checked here'})"
+    )
     payload.update(complete=True, speedup=ratio, gpu_share=share, goal={"limit": GOAL, "pass": verdict})
     write_json(args.json, payload)
     print(f"wrote {args.json}")

@@ -1,6 +1,6 @@
 """Search speed and memory over a grid of (K, batch, precision, memory format, compile).
 
-Each grid point is a real :class:`~pcdarts_core.searcher.Search` (its own loop: device-resident
+Each grid point is a real :class:`~pcdarts_core.search.Search` (its own loop: device-resident
 data with batched augmentation, architecture and weight steps, on-device metric sums, the
 validation pass) on synthetic CIFAR-shaped data, run for ``--epochs`` short epochs of ``--steps``
 steps each; the last epoch is measured (the first ones warm up kernels, cuDNN's algorithm choices
@@ -39,7 +39,7 @@ import signal
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from _common import MiB, machine, saved_activation_bytes, sigterm_stops, write_json
@@ -56,8 +56,17 @@ DEFAULTS = {
     "cpu": {"C": 8, "layers": 5, "image_size": 16, "batch": [16], "steps": 2, "epochs": 2, "compile": ["off"]},
 }
 REFERENCE = ("fp32", "nchw", "off")
-TIMING_FIELDS = ("steps", "images_per_s", "train_s", "eval_s", "eval_batches", "peak_allocated_bytes",
-                 "peak_reserved_bytes", "step_s", "eval_s_per_batch")
+TIMING_FIELDS = (
+    "steps",
+    "images_per_s",
+    "train_s",
+    "eval_s",
+    "eval_batches",
+    "peak_allocated_bytes",
+    "peak_reserved_bytes",
+    "step_s",
+    "eval_s_per_batch",
+)
 
 
 def grid(args: argparse.Namespace) -> list[tuple[int, int, str, str, str]]:
@@ -74,9 +83,17 @@ def grid(args: argparse.Namespace) -> list[tuple[int, int, str, str, str]]:
 def measure(args: argparse.Namespace, device: torch.device, point: tuple[int, int, str, str, str]) -> dict[str, Any]:
     k, batch, precision, memory_format, compile_ = point
     config = SearchConfig(
-        init_channels=args.C, layers=args.layers, k=k, batch_size=batch, epochs=args.epochs, warmup_epochs=0,
-        precision=precision, channels_last=memory_format == "channels_last", compile=compile_ == "on",
-        device=str(device), seed=0,
+        init_channels=args.C,
+        layers=args.layers,
+        k=k,
+        batch_size=batch,
+        epochs=args.epochs,
+        warmup_epochs=0,
+        precision=precision,
+        channels_last=memory_format == "channels_last",
+        compile=compile_ == "on",
+        device=str(device),
+        seed=0,
     )
     data = synthetic_bundle(train_images=2 * batch * args.steps, image_size=args.image_size)
     start = time.perf_counter()
@@ -101,7 +118,11 @@ def measure(args: argparse.Namespace, device: torch.device, point: tuple[int, in
         search_s = args.search_epochs * (full_steps * measured.step_s + full_eval * measured.eval_s_per_batch)
         timing = measured.to_dict()
     return {
-        "k": k, "batch": batch, "precision": precision, "memory_format": memory_format, "compile": compile_,
+        "k": k,
+        "batch": batch,
+        "precision": precision,
+        "memory_format": memory_format,
+        "compile": compile_,
         "reference": (precision, memory_format, compile_) == REFERENCE,
         **timing,
         "saved_activation_bytes": saved,
@@ -128,13 +149,18 @@ def count_host_syncs(search: Search) -> dict[str, Any]:
             places[place] = places.get(place, 0) + 1
     total = sum(places.values())
     steps = search.steps_per_epoch
-    print(f"  host synchronisations in one epoch of {steps} steps: {total} ({(total - 2) / steps:.1f} per step beyond the "
-          f"epoch's 2 reads); from {places}", flush=True)
+    print(
+        f"  host synchronisations in one epoch of {steps} steps: {total} ({(total - 2) / steps:.1f} per step beyond "
+        "the "
+        f"epoch's 2 reads); from {places}",
+        flush=True,
+    )
     return {"steps": steps, "total": total, "places": places}
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
     """Speed-up over the reference at the same (K, batch); saved bytes over K=1 at the same mode and batch."""
+
     def key(r: dict[str, Any], *names: str) -> tuple:
         return tuple(r[n] for n in names)
 
@@ -157,31 +183,50 @@ def goals(rows: list[dict[str, Any]], args: argparse.Namespace, device: torch.de
         return {name: {"pass": None, "why": "K=4 not measured"} for name in GOALS}
     timed = [r for r in k4 if r["images_per_s"]]
     if not timed:
-        out = {name: {"value": None, "limit": GOALS[name], "pass": None, "why": "not timed (--memory-only)"} for name in ("search_minutes", "speedup")}
+        out = {
+            name: {"value": None, "limit": GOALS[name], "pass": None, "why": "not timed (--memory-only)"}
+            for name in ("search_minutes", "speedup")
+        }
         timed = k4
     best = max(timed, key=lambda r: r["images_per_s"] or 0)
     mode = f"{best['precision']}/{best['memory_format']}/compile {best['compile']}, batch {best['batch']}"
     sized = "" if full else " (not the full sizes on a GPU: not checked against the goal)"
     if best["images_per_s"]:
         minutes = best["projected_search_s"] / 60
-        out["search_minutes"] = {"value": minutes, "limit": GOALS["search_minutes"], "pass": minutes <= GOALS["search_minutes"] if full else None,
-                                 "why": f"fastest K=4 mode, {mode}{sized}"}
+        out["search_minutes"] = {
+            "value": minutes,
+            "limit": GOALS["search_minutes"],
+            "pass": minutes <= GOALS["search_minutes"] if full else None,
+            "why": f"fastest K=4 mode, {mode}{sized}",
+        }
         speedup = best["speedup"]
-        out["speedup"] = {"value": speedup, "limit": GOALS["speedup"], "pass": (speedup >= GOALS["speedup"]) if full and speedup else None,
-                          "why": f"fastest K=4 mode over eager fp32 NCHW, {mode}{sized}"}
+        out["speedup"] = {
+            "value": speedup,
+            "limit": GOALS["speedup"],
+            "pass": (speedup >= GOALS["speedup"]) if full and speedup else None,
+            "why": f"fastest K=4 mode over eager fp32 NCHW, {mode}{sized}",
+        }
     ratios = [r["saved_ratio"] for r in k4 if r["saved_ratio"] is not None]
     worst = max(ratios) if ratios else None
-    out["saved_ratio"] = {"value": worst, "limit": GOALS["saved_ratio"], "pass": worst <= GOALS["saved_ratio"] if worst is not None else None,
-                          "why": "largest K=4/K=1 ratio over the measured modes (same batch)" if worst is not None else "needs K=1 and K=4"}
+    out["saved_ratio"] = {
+        "value": worst,
+        "limit": GOALS["saved_ratio"],
+        "pass": worst <= GOALS["saved_ratio"] if worst is not None else None,
+        "why": "largest K=4/K=1 ratio over the measured modes (same batch)"
+        if worst is not None
+        else "needs K=1 and K=4",
+    }
     return out
 
 
-def fmt(value: Optional[float], spec: str) -> str:
+def fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-TABLE_HEADER = (f"{'K':>2} {'batch':>5} {'prec':>4} {'format':>13} {'compile':>7} {'img/s':>9} {'step ms':>8} {'eval ms/b':>9} "
-                f"{'peak MiB':>9} {'saved MiB':>9} {'saved/K1':>8} {'x ref':>6} {'search min':>10} {'wall s':>6}")
+TABLE_HEADER = (
+    f"{'K':>2} {'batch':>5} {'prec':>4} {'format':>13} {'compile':>7} {'img/s':>9} {'step ms':>8} {'eval ms/b':>9} "
+    f"{'peak MiB':>9} {'saved MiB':>9} {'saved/K1':>8} {'x ref':>6} {'search min':>10} {'wall s':>6}"
+)
 
 
 def table_row(r: dict[str, Any]) -> str:
@@ -190,28 +235,37 @@ def table_row(r: dict[str, Any]) -> str:
     step_ms = r["step_s"] * 1e3 if r["step_s"] is not None else None
     eval_ms = r["eval_s_per_batch"] * 1e3 if r["eval_s_per_batch"] is not None else None
     minutes = r["projected_search_s"] / 60 if r["projected_search_s"] is not None else None
-    return (f"{r['k']:>2} {r['batch']:>5} {r['precision']:>4} {r['memory_format']:>13} {r['compile']:>7} "
-            f"{fmt(r['images_per_s'], '.1f'):>9} {fmt(step_ms, '.1f'):>8} {fmt(eval_ms, '.1f'):>9} {fmt(peak, '.0f'):>9} "
-            f"{fmt(saved, '.1f'):>9} {fmt(r['saved_ratio'], '.3f'):>8} {fmt(r['speedup'], '.2f'):>6} "
-            f"{fmt(minutes, '.1f'):>10} {r['wall_s']:>6.0f}")
+    return (
+        f"{r['k']:>2} {r['batch']:>5} {r['precision']:>4} {r['memory_format']:>13} {r['compile']:>7} "
+        f"{fmt(r['images_per_s'], '.1f'):>9} {fmt(step_ms, '.1f'):>8} {fmt(eval_ms, '.1f'):>9} {fmt(peak, '.0f'):>9} "
+        f"{fmt(saved, '.1f'):>9} {fmt(r['saved_ratio'], '.3f'):>8} {fmt(r['speedup'], '.2f'):>6} "
+        f"{fmt(minutes, '.1f'):>10} {r['wall_s']:>6.0f}"
+    )
 
 
 def print_goals(result: dict[str, Any]) -> None:
     for name, g in result.items():
         verdict = {True: "PASS", False: "FAIL", None: "----"}[g["pass"]]
         value = fmt(g.get("value"), ".3f")
-        print(f"{verdict} {name} = {value} (goal {'<=' if name != 'speedup' else '>='} {g.get('limit', GOALS[name])}): {g['why']}",
-              flush=True)
+        print(
+            f"{verdict} {name} = {value} (goal {'<=' if name != 'speedup' else '>='} {g.get('limit', GOALS[name])}): "
+            f"{g['why']}",
+            flush=True,
+        )
 
 
-def parse_args(argv: Optional[list[str]]) -> tuple[argparse.Namespace, torch.device]:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, torch.device]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--batch", type=int, nargs="+", help="default: 256 on a GPU, 16 on the CPU")
     parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
-    parser.add_argument("--memory-format", nargs="+", choices=["nchw", "channels_last"], default=["nchw", "channels_last"])
-    parser.add_argument("--compile", nargs="+", choices=["off", "on"], help="default: off (on a CPU compiling takes minutes)")
+    parser.add_argument(
+        "--memory-format", nargs="+", choices=["nchw", "channels_last"], default=["nchw", "channels_last"]
+    )
+    parser.add_argument(
+        "--compile", nargs="+", choices=["off", "on"], help="default: off (on a CPU compiling takes minutes)"
+    )
     parser.add_argument("--C", type=int, help="default: 16 on a GPU, 8 on the CPU")
     parser.add_argument("--layers", type=int, help="default: 8 on a GPU, 5 on the CPU")
     parser.add_argument("--image-size", type=int, help="default: 32 on a GPU, 16 on the CPU")
@@ -222,9 +276,14 @@ def parse_args(argv: Optional[list[str]]) -> tuple[argparse.Namespace, torch.dev
     parser.add_argument("--full-train-images", type=int, default=25_000)
     parser.add_argument("--full-valid-images", type=int, default=25_000)
     parser.add_argument("--sync-debug", action="store_true", help="CUDA: count host synchronisations in one more epoch")
-    parser.add_argument("--no-reference", action="store_true",
-                        help="do not lead each (K, batch) with the eager fp32 NCHW reference (no speed-ups then)")
-    parser.add_argument("--memory-only", action="store_true", help="only the saved-activation bytes, no timing (fast on a CPU)")
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="do not lead each (K, batch) with the eager fp32 NCHW reference (no speed-ups then)",
+    )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the saved-activation bytes, no timing (fast on a CPU)"
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results/search_speed.json"))
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
@@ -238,14 +297,17 @@ def parse_args(argv: Optional[list[str]]) -> tuple[argparse.Namespace, torch.dev
     return args, device
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args, device = parse_args(argv)
     facts = machine(device)
     points = grid(args)
-    print(f"{facts['device_name']} ({device}), torch {facts['torch_version']}, {facts['torch_threads']} threads; "
-          f"C={args.C}, {args.layers} cells, {args.image_size}x{args.image_size}, "
-          f"{'saved bytes only' if args.memory_only else f'{args.steps} steps x {args.epochs} epochs per point'}, "
-          f"{len(points)} points", flush=True)
+    print(
+        f"{facts['device_name']} ({device}), torch {facts['torch_version']}, {facts['torch_threads']} threads; "
+        f"C={args.C}, {args.layers} cells, {args.image_size}x{args.image_size}, "
+        f"{'saved bytes only' if args.memory_only else f'{args.steps} steps x {args.epochs} epochs per point'}, "
+        f"{len(points)} points",
+        flush=True,
+    )
     settings = {n: str(v) if isinstance(v, Path) else v for n, v in vars(args).items()}
     rows: list[dict[str, Any]] = []
     stopped, code = None, 0
@@ -254,8 +316,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         """Ratios and goals over the rows so far, written to the JSON (after every point)."""
         add_ratios(rows)
         result = goals(rows, args, device)
-        write_json(args.json, {"machine": facts, "settings": settings, "points": len(points), "measured": len(rows),
-                               "complete": len(rows) == len(points), "stopped": stopped, "results": rows, "goals": result})
+        write_json(
+            args.json,
+            {
+                "machine": facts,
+                "settings": settings,
+                "points": len(points),
+                "measured": len(rows),
+                "complete": len(rows) == len(points),
+                "stopped": stopped,
+                "results": rows,
+                "goals": result,
+            },
+        )
         return result
 
     print(TABLE_HEADER, flush=True)

@@ -28,7 +28,7 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from _common import MiB, machine, saved_activation_bytes, sync
@@ -36,7 +36,7 @@ from _common import MiB, machine, saved_activation_bytes, sync
 from pcdarts_core import SearchConfig, SearchNetwork
 from pcdarts_core.architect import Architect
 from pcdarts_core.devices import resolve_device
-from pcdarts_core.searcher import search_step
+from pcdarts_core.search import search_step
 
 TARGETS = {"saved_ratio": 0.33, "time_ratio": 0.45}  # at K=4, relative to K=1
 
@@ -48,21 +48,35 @@ class Stepper:
         torch.manual_seed(0)
         self.k, self.batch, self.device = k, args.batch, device
         self.config = SearchConfig(
-            init_channels=args.C, layers=args.layers, k=k, batch_size=args.batch, epochs=2, warmup_epochs=0, order="first"
+            init_channels=args.C,
+            layers=args.layers,
+            k=k,
+            batch_size=args.batch,
+            epochs=2,
+            warmup_epochs=0,
+            order="first",
         )
         self.model = SearchNetwork(C=args.C, num_classes=10, layers=args.layers, k=k).to(device).train()
         cfg = self.config
-        self.optimizer = torch.optim.SGD(self.model.weight_parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.SGD(
+            self.model.weight_parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
         self.architect = Architect(self.model, cfg)
         self.x, self.x_valid = (torch.randn(args.batch, 3, 32, 32, device=device) for _ in range(2))
         self.y, self.y_valid = (torch.randint(0, 10, (args.batch,), device=device) for _ in range(2))
         self.times: list[float] = []
-        self.peak_cuda_bytes: Optional[int] = None
+        self.peak_cuda_bytes: int | None = None
 
     def step(self) -> None:
         search_step(
-            self.model, self.architect, self.optimizer, self.x, self.y, (self.x_valid, self.y_valid),
-            self.config.lr, self.config.grad_clip,
+            self.model,
+            self.architect,
+            self.optimizer,
+            self.x,
+            self.y,
+            (self.x_valid, self.y_valid),
+            self.config.lr,
+            self.config.grad_clip,
         )
 
     def timed_step(self) -> None:
@@ -119,7 +133,7 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         r["time_ratio"] = r["step_time_median_s"] / base["step_time_median_s"] if base else None
 
 
-def verdict(rows: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+def verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """PASS/FAIL per target at K=4, or None unless K=1 and K=4 were both measured."""
     k4 = next((r for r in rows if r["k"] == 4), None)
     if k4 is None or k4["saved_ratio"] is None:
@@ -127,12 +141,15 @@ def verdict(rows: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
     return {name: {"value": k4[name], "limit": limit, "pass": k4[name] <= limit} for name, limit in TARGETS.items()}
 
 
-def fmt(value: Optional[float], spec: str) -> str:
+def fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
 def print_table(rows: list[dict[str, Any]], on_cuda: bool) -> None:
-    head = f"{'K':>3} {'batch':>5} {'median s':>8} {'min s':>8} {'img/s':>7} {'saved MiB':>10} {'saved/K1':>9} {'time/K1':>8}"
+    head = (
+        f"{'K':>3} {'batch':>5} {'median s':>8} {'min s':>8} {'img/s':>7} {'saved MiB':>10} "
+        f"{'saved/K1':>9} {'time/K1':>8}"
+    )
     print(head + (f" {'step peak MiB':>13}" if on_cuda else ""))
     for r in rows:
         line = (
@@ -143,7 +160,7 @@ def print_table(rows: list[dict[str, Any]], on_cuda: bool) -> None:
         print(line + (f" {r['peak_step_cuda_bytes'] / MiB:>13.1f}" if on_cuda else ""))
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--batch", type=int, default=32)

@@ -22,13 +22,13 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
 from pcdarts_core import TrainConfig, build_network, load_genotype
 from pcdarts_core.devices import resolve_device
-from pcdarts_core.trainer import train_step
+from pcdarts_core.train import train_step
 
 MiB = 2**20
 
@@ -39,22 +39,36 @@ def sync(device: torch.device) -> None:
 
 
 def measure(args: argparse.Namespace, device: torch.device, precision: str, channels_last: bool) -> dict[str, Any]:
-    config = TrainConfig(init_channels=args.init_channels, layers=args.layers, batch_size=args.batch, device=str(device))
+    config = TrainConfig(
+        init_channels=args.init_channels, layers=args.layers, batch_size=args.batch, device=str(device)
+    )
     torch.manual_seed(0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = build_network(config, load_genotype(args.genotype), 10, 3).to(device, memory_format=memory_format).train()
     model.drop_path_prob = config.drop_path_prob
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device).contiguous(memory_format=memory_format)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device).contiguous(
+        memory_format=memory_format
+    )
     y = torch.randint(0, 10, (args.batch,), device=device)
 
     def step() -> None:
         autocast = (
-            torch.autocast(device_type=device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+            torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+            if precision == "bf16"
+            else contextlib.nullcontext()
         )
         train_step(
-            model, optimizer, x, y, auxiliary_weight=config.auxiliary_weight, label_smoothing=0.0,
-            grad_clip=config.grad_clip, autocast=autocast,
+            model,
+            optimizer,
+            x,
+            y,
+            auxiliary_weight=config.auxiliary_weight,
+            label_smoothing=0.0,
+            grad_clip=config.grad_clip,
+            autocast=autocast,
         )
 
     for _ in range(args.warmup):
@@ -81,7 +95,7 @@ def measure(args: argparse.Namespace, device: torch.device, precision: str, chan
     }
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--genotype", default="PC_DARTS_cifar")
@@ -99,19 +113,28 @@ def main(argv: Optional[list[str]] = None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rows = []
-    print(f"{args.genotype}, C={args.init_channels}, {args.layers} layers, batch {args.batch}, "
-          f"{args.image_size}x{args.image_size}, device {device}, {torch.get_num_threads()} CPU threads")
-    print(f"{'precision':>9} {'channels_last':>13} {'step median (s)':>15} {'step min (s)':>12} {'images/s':>9} {'peak MiB':>9}")
+    print(
+        f"{args.genotype}, C={args.init_channels}, {args.layers} layers, batch {args.batch}, "
+        f"{args.image_size}x{args.image_size}, device {device}, {torch.get_num_threads()} CPU threads"
+    )
+    print(
+        f"{'precision':>9} {'channels_last':>13} {'step median (s)':>15} {'step min (s)':>12} {'images/s':>9} "
+        f"{'peak MiB':>9}"
+    )
     for precision in args.precision:
         for layout in args.channels_last:
             row = measure(args, device, precision, layout == "on")
             rows.append(row)
             peak = f"{row['peak_mib']:.0f}" if row["peak_mib"] is not None else "-"
-            print(f"{precision:>9} {layout:>13} {row['step_median_s']:>15.4f} {row['step_min_s']:>12.4f} "
-                  f"{row['images_per_s']:>9.1f} {peak:>9}")
+            print(
+                f"{precision:>9} {layout:>13} {row['step_median_s']:>15.4f} {row['step_min_s']:>12.4f} "
+                f"{row['images_per_s']:>9.1f} {peak:>9}"
+            )
     facts = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes"),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }

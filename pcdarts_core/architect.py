@@ -17,7 +17,8 @@ gradients and Adam's state stay float32 whatever the precision.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,6 @@ from torch.func import functional_call
 from .config import SearchConfig
 from .speed import full_precision
 from .supernet import SearchNetwork
-
 
 Logits = Callable[[torch.Tensor], torch.Tensor]
 
@@ -39,7 +39,7 @@ class Architect:
         model: SearchNetwork,
         config: SearchConfig,
         *,
-        optimizer_options: Optional[dict[str, Any]] = None,
+        optimizer_options: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.order = config.order
@@ -61,7 +61,7 @@ class Architect:
         y_valid: torch.Tensor,
         lr: float,
         weight_optimizer: torch.optim.Optimizer,
-        logits_of: Optional[Logits] = None,
+        logits_of: Logits | None = None,
     ) -> None:
         """One Adam step of α/β; ``logits_of`` computes a batch's logits as the search is configured
         (default: the model itself)."""
@@ -120,6 +120,4 @@ class Architect:
         minus = [w.detach() - eps * v for w, v in zip(weights, vector)]
         grads_plus = torch.autograd.grad(loss_with(plus, x_train, y_train), arch)
         grads_minus = torch.autograd.grad(loss_with(minus, x_train, y_train), arch)
-        return tuple(
-            g - lr * (gp - gm) / (2 * eps) for g, gp, gm in zip(arch_grads, grads_plus, grads_minus)
-        )
+        return tuple(g - lr * (gp - gm) / (2 * eps) for g, gp, gm in zip(arch_grads, grads_plus, grads_minus))

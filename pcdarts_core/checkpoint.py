@@ -42,7 +42,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if isinstance(err, OSError):
             kept = "the previous file is unchanged" if path.exists() else "nothing was written"
             raise WriteError(
-                f"cannot write {path} ({err.strerror or err}); {kept}: free space there or choose a folder you can write to"
+                f"cannot write {path} ({err.strerror or err}); {kept}: free space there or choose a folder you can "
+                "write to"
             ) from None
         raise
 

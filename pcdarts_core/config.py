@@ -1,19 +1,29 @@
-"""Typed settings, validated once when they are made.
+"""Typed settings, validated once when they are made; this module does not import torch.
 
 ``StrictConfig`` is the base of every settings object: frozen, unknown keys
 rejected, and every invalid value raised as one
 :class:`~pcdarts_core.errors.ConfigError` naming the field and the fix.
 ``RunSettings`` holds what searches and retrainings share (data, seed, device and the speed
-options of :mod:`pcdarts_core.speed`);
+options of :mod:`pcdarts_core.speed`).
 ``SearchConfig`` adds the search, with the PC-DARTS CIFAR-10 protocol (Xu et al.,
-2020, and the authors' ``train_search.py``) as defaults. The retraining settings
-live in :mod:`pcdarts_core.train_config`.
+2020, and the authors' ``train_search.py``) as defaults.
+``TrainConfig`` adds the retraining of a genotype, with the CIFAR-10 evaluation protocol of DARTS
+and PC-DARTS as defaults (600 epochs, batch 96, SGD lr 0.025 cosine to 0, momentum 0.9, weight
+decay 3e-4, C=36, 20 layers, auxiliary head weighted 0.4, cutout 16, drop path 0.3, gradient clip
+5); ``TrainConfig.protocol("imagenet")`` gives the PC-DARTS ImageNet protocol (250 epochs, batch
+1024, lr 0.5 with 5 warm-up epochs and the script's linear decay, weight decay 3e-5, label
+smoothing 0.1, C=48, 14 layers), whose fields can then still be changed.
+
+The schedule settings (``epochs``, ``batch_size``, ``cutout``, ...) are declared in each of the two
+configs, with its own protocol's defaults and in its own field order (the order of ``config.json``
+and of the command-line flags); :class:`~pcdarts_core.runner.EpochRunner` is typed against both.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Optional
+from types import MappingProxyType
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -23,11 +33,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from typing_extensions import Self
 
-from .data import DATASETS
+from .data.names import DATASETS
 from .errors import ConfigError, UserInputError
-from .supernet import check_supernet_shape
+from .search_space import check_supernet_shape
 
 
 class StrictConfig(BaseModel):
@@ -70,11 +79,15 @@ class RunSettings(StrictConfig):
     """Settings every run has, search or retraining: the data, the seed and the device."""
 
     dataset: str = Field("cifar10", description=f"one of {', '.join(DATASETS)}")
-    data_root: Optional[str] = Field(None, description="dataset folder (default: the dataset's standard place)")
+    data_root: str | None = Field(None, description="dataset folder (default: the dataset's standard place)")
     download: bool = Field(True, description="download CIFAR when it is not under data_root")
-    image_size: Optional[int] = Field(None, ge=1, description="resize images to this size (default: the dataset's own; imagefolder: 32)")
-    train_subset: Optional[int] = Field(
-        None, ge=2, description="use only this many training images (a seeded sample, split like the full set); for quick runs"
+    image_size: int | None = Field(
+        None, ge=1, description="resize images to this size (default: the dataset's own; imagefolder: 32)"
+    )
+    train_subset: int | None = Field(
+        None,
+        ge=2,
+        description="use only this many training images (a seeded sample, split like the full set); for quick runs",
     )
     seed: int = Field(0, ge=0)
     deterministic: bool = Field(False, description="deterministic kernels (slower on a GPU)")
@@ -83,7 +96,7 @@ class RunSettings(StrictConfig):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="'bf16': bfloat16 autocast; 'auto': bf16 on a GPU, fp32 on the CPU"
     )
-    channels_last: Optional[bool] = Field(None, description="channels-last memory format (default: on a GPU only)")
+    channels_last: bool | None = Field(None, description="channels-last memory format (default: on a GPU only)")
 
     @field_validator("device")
     @classmethod
@@ -103,14 +116,19 @@ class RunSettings(StrictConfig):
 class SearchConfig(RunSettings):
     """One PC-DARTS search (defaults: the paper's CIFAR-10 protocol)."""
 
-    train_portion: float = Field(0.5, gt=0, lt=1, description="share of the training set that trains the weights; the rest trains α/β")
+    train_portion: float = Field(
+        0.5, gt=0, lt=1, description="share of the training set that trains the weights; the rest trains α/β"
+    )
     # supernet
     init_channels: int = Field(16, ge=1, description="C, the channels of the first cell")
     layers: int = Field(8, ge=1, description="number of cells")
-    k: int = Field(4, ge=1, description="partial-channel proportion K: 1/K of the channels enter the mixed ops (1 = DARTS)")
+    k: int = Field(
+        4, ge=1, description="partial-channel proportion K: 1/K of the channels enter the mixed ops (1 = DARTS)"
+    )
     edge_norm: bool = Field(True, description="learn edge-normalisation weights β")
     channel_selection: Literal["first", "random"] = Field(
-        "first", description="'first': the first C/K channels (published code); 'random': a fresh subset each pass (paper)"
+        "first",
+        description="'first': the first C/K channels (published code); 'random': a fresh subset each pass (paper)",
     )
     steps: int = Field(4, ge=1, description="intermediate nodes per cell")
     multiplier: int = Field(4, ge=1, description="nodes concatenated into the cell output")
@@ -128,9 +146,13 @@ class SearchConfig(RunSettings):
     arch_beta1: float = Field(0.5, ge=0, lt=1)
     arch_beta2: float = Field(0.999, ge=0, lt=1)
     arch_weight_decay: float = Field(1e-3, ge=0)
-    order: Literal["first", "second"] = Field("first", description="architecture gradient: first order or unrolled second order")
+    order: Literal["first", "second"] = Field(
+        "first", description="architecture gradient: first order or unrolled second order"
+    )
     cutout: int = Field(0, ge=0, description="cutout length on training batches (0 = off)")
-    compile: bool = Field(False, description="torch.compile the supernet's forward pass (pays on a GPU; the first steps compile)")
+    compile: bool = Field(
+        False, description="torch.compile the supernet's forward pass (pays on a GPU; the first steps compile)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SearchConfig:
@@ -146,6 +168,90 @@ class SearchConfig(RunSettings):
             C=self.init_channels, k=self.k, layers=self.layers, steps=self.steps, multiplier=self.multiplier
         )
         return self
+
+
+#: The published protocols a retraining can start from (see :data:`PROTOCOLS`).
+ProtocolName = Literal["cifar", "imagenet"]
+
+
+class TrainConfig(RunSettings):
+    """One retraining run of a genotype from scratch (defaults: the CIFAR-10 protocol)."""
+
+    network: ProtocolName = Field(
+        "cifar", description="'cifar' (3x3 conv stem) or 'imagenet' (three stride-2 conv stem) network"
+    )
+    valid_portion: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="hold out this share of the training set as a validation split, reported each epoch (0 = none)",
+    )
+    # network
+    init_channels: int = Field(36, ge=1, description="C, the channels of the first cell")
+    layers: int = Field(20, ge=1, description="number of cells")
+    auxiliary: bool = Field(True, description="train with the auxiliary head after cell 2*layers//3")
+    auxiliary_weight: float = Field(0.4, ge=0, description="weight of the auxiliary head's loss")
+    drop_path_prob: float = Field(
+        0.3, ge=0, lt=1, description="final drop-path probability, ramped linearly from 0 over the epochs"
+    )
+    # schedule
+    epochs: int = Field(600, ge=1, description="training epochs")
+    batch_size: int = Field(96, ge=1, description="images per step")
+    lr: float = Field(0.025, gt=0, description="SGD learning rate at the start of the schedule")
+    lr_schedule: Literal["cosine", "linear", "pcdarts_linear"] = Field(
+        "cosine",
+        description="decay from lr to lr_min: cosine, linear, or pcdarts_linear (linear to lr_min 5 epochs before the "
+        "end, "
+        "then a 5x gentler slope: the PC-DARTS ImageNet script)",
+    )
+    lr_min: float = Field(0.0, ge=0, description="final learning rate")
+    warmup_epochs: int = Field(0, ge=0, description="epochs of linear learning-rate warm-up at the start")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(3e-4, ge=0)
+    grad_clip: float = Field(5.0, gt=0, description="max gradient norm")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the training loss")
+    cutout: int = Field(16, ge=0, description="cutout length on training batches (0 = off)")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.lr_min > self.lr:
+            raise ConfigError("lr_min", self.lr_min, f"must not exceed lr={self.lr}")
+        if self.warmup_epochs >= self.epochs:
+            raise ConfigError("warmup_epochs", self.warmup_epochs, f"must be less than epochs={self.epochs}")
+        if self.network == "imagenet" and self.init_channels % 2:
+            raise ConfigError("init_channels", self.init_channels, "the ImageNet stem halves C; use an even number")
+        return self
+
+    @classmethod
+    def protocol(cls, name: str, **changes: Any) -> TrainConfig:
+        """The settings of a published protocol ("cifar" or "imagenet"), with ``changes`` applied."""
+        if name not in PROTOCOLS:
+            raise ConfigError("protocol", name, f"unknown protocol; use one of {', '.join(PROTOCOLS)}")
+        return cls(**{**PROTOCOLS[name], **changes})
+
+
+#: The settings each published protocol changes from the field defaults.
+PROTOCOLS: MappingProxyType[str, dict[str, Any]] = MappingProxyType(
+    {
+        "cifar": {},
+        "imagenet": {
+            "network": "imagenet",
+            "dataset": "imagefolder",
+            "image_size": 224,
+            "epochs": 250,
+            "batch_size": 1024,
+            "lr": 0.5,
+            "lr_schedule": "pcdarts_linear",
+            "warmup_epochs": 5,
+            "weight_decay": 3e-5,
+            "label_smoothing": 0.1,
+            "init_channels": 48,
+            "layers": 14,
+            "cutout": 0,
+            "drop_path_prob": 0.0,
+        },
+    }
+)
 
 
 def _config_error(err: ValidationError, model: type[BaseModel]) -> ConfigError:

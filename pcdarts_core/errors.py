@@ -43,4 +43,6 @@ class Diverged(RuntimeError):
         self.kind = kind
         self.epoch = epoch
         self.loss = loss
-        super().__init__(f"{kind} diverged in epoch {epoch}: {what} is {loss}; try a lower lr or grad_clip, or another seed")
+        super().__init__(
+            f"{kind} diverged in epoch {epoch}: {what} is {loss}; try a lower lr or grad_clip, or another seed"
+        )

@@ -19,11 +19,12 @@ from __future__ import annotations
 import ast
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import GenotypeError
-from .operations import PRIMITIVES
+from .search_space import PRIMITIVES
 
 #: The operations a genotype may use: every primitive except ``none``.
 GENOTYPE_OPS: tuple[str, ...] = tuple(p for p in PRIMITIVES if p != "none")
@@ -70,13 +71,14 @@ class Genotype:
         for cell in ("normal", "reduce"):
             edges = getattr(self, cell)
             if not edges or len(edges) % 2:
-                raise GenotypeError(
-                    f"genotype.{cell}: needs two (op, input) edges per node, got {len(edges)} edges"
-                )
+                raise GenotypeError(f"genotype.{cell}: needs two (op, input) edges per node, got {len(edges)} edges")
             for i, (op, idx) in enumerate(edges):
                 allowed = ", ".join(GENOTYPE_OPS)
                 if op == "none":
-                    raise GenotypeError(f"genotype.{cell}[{i}]: 'none' is not allowed in a genotype (it drops the edge); use one of {allowed}")
+                    raise GenotypeError(
+                        f"genotype.{cell}[{i}]: 'none' is not allowed in a genotype (it drops the edge); use one of "
+                        f"{allowed}"
+                    )
                 if op not in PRIMITIVES:
                     raise GenotypeError(f"genotype.{cell}[{i}]: unknown operation {op!r}; use one of {allowed}")
                 node = i // 2
@@ -160,10 +162,14 @@ class Genotype:
         try:
             tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as err:
-            raise GenotypeError(f"genotype text: not a Genotype(...) expression ({err.msg} at column {err.offset})") from None
+            raise GenotypeError(
+                f"genotype text: not a Genotype(...) expression ({err.msg} at column {err.offset})"
+            ) from None
         call = tree.body
         if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Genotype"):
-            raise GenotypeError("genotype text: expected Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)")
+            raise GenotypeError(
+                "genotype text: expected Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)"
+            )
         if len(call.args) > len(_FIELDS):
             raise GenotypeError(f"genotype text: Genotype takes at most {len(_FIELDS)} fields")
         values: dict[str, Any] = dict(zip(_FIELDS, call.args))

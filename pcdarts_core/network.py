@@ -41,7 +41,9 @@ class Cell(nn.Module):
     ) -> None:
         super().__init__()
         self.reduction = reduction
-        self.preprocess0, self.preprocess1 = cell_preprocessing(c_prev_prev, c_prev, channels, reduction_prev, affine=True)
+        self.preprocess0, self.preprocess1 = cell_preprocessing(
+            c_prev_prev, c_prev, channels, reduction_prev, affine=True
+        )
         cell = "reduce" if reduction else "normal"
         ops, inputs = [], []
         for pair in genotype.nodes(cell):
@@ -123,7 +125,9 @@ class _Network(nn.Module):
         super().__init__()
         _check_shape(C, num_classes, layers)
         if not isinstance(genotype, Genotype):
-            raise TypeError(f"genotype must be a Genotype, got {type(genotype).__name__}: use load_genotype() or parse_genotype()")
+            raise TypeError(
+                f"genotype must be a Genotype, got {type(genotype).__name__}: use load_genotype() or parse_genotype()"
+            )
         self.genotype = genotype
         self.layers = layers
         self.drop_path_prob = 0.0
@@ -145,7 +149,9 @@ class _Network(nn.Module):
             if i == self._aux_after:
                 c_aux = c_prev
         self.cells = nn.ModuleList(cells)
-        self.auxiliary_head = AuxiliaryHead(c_aux, num_classes, self.AUX_POOL_STRIDE, self.AUX_BN) if auxiliary else None
+        self.auxiliary_head = (
+            AuxiliaryHead(c_aux, num_classes, self.AUX_POOL_STRIDE, self.AUX_BN) if auxiliary else None
+        )
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
 

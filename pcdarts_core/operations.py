@@ -1,32 +1,19 @@
-"""The candidate operations of the DARTS search space.
+"""The candidate operations of the DARTS search space, as modules.
 
-``PRIMITIVES`` fixes the order of the operations; the columns of the
-architecture parameters α follow it. ``build_op`` makes one operation for a
-given channel count and stride. ``affine`` is False inside the supernet (the
-DARTS convention: the BN layers of the search have no learnable scale/shift)
-and True in networks built from a genotype.
+Their names, in the column order of α, are :data:`~pcdarts_core.search_space.PRIMITIVES`.
+``build_op`` makes one operation for a given channel count and stride. ``affine`` is False
+inside the supernet (the DARTS convention: the BN layers of the search have no learnable
+scale/shift) and True in networks built from a genotype.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-PRIMITIVES: tuple[str, ...] = (
-    "none",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-)
-
-#: Operations without learnable weights (the DARTS failure mode collects these).
-PARAMETER_FREE: frozenset[str] = frozenset({"none", "max_pool_3x3", "avg_pool_3x3", "skip_connect"})
+from .search_space import PRIMITIVES
 
 
 class Zero(nn.Module):
@@ -123,9 +110,7 @@ _BUILDERS: dict[str, Callable[[int, int, bool], nn.Module]] = {
     "none": lambda c, stride, affine: Zero(stride),
     "max_pool_3x3": lambda c, stride, affine: _pool("max", stride),
     "avg_pool_3x3": lambda c, stride, affine: _pool("avg", stride),
-    "skip_connect": lambda c, stride, affine: (
-        nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine=affine)
-    ),
+    "skip_connect": lambda c, stride, affine: nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine=affine),
     "sep_conv_3x3": lambda c, stride, affine: SepConv(c, c, 3, stride, 1, affine=affine),
     "sep_conv_5x5": lambda c, stride, affine: SepConv(c, c, 5, stride, 2, affine=affine),
     "dil_conv_3x3": lambda c, stride, affine: DilConv(c, c, 3, stride, 2, 2, affine=affine),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from .genotype import Genotype
 
@@ -36,8 +37,8 @@ class EpochRecord:
     genotype: Genotype
     alphas_normal: list[list[float]]
     alphas_reduce: list[list[float]]
-    betas_normal: Optional[list[float]]
-    betas_reduce: Optional[list[float]]
+    betas_normal: list[float] | None
+    betas_reduce: list[float] | None
 
     SCALARS = (
         "epoch",
@@ -85,8 +86,8 @@ class TrainRecord:
     train_acc: float
     test_loss: float
     test_acc: float
-    valid_loss: Optional[float]
-    valid_acc: Optional[float]
+    valid_loss: float | None
+    valid_acc: float | None
     epoch_time_s: float
     images_per_s: float
     peak_memory_bytes: int
@@ -117,7 +118,9 @@ class TrainRecord:
         return cls(**data)
 
 
-def records_csv(records: Sequence[EpochRecord | TrainRecord], record_type: type[EpochRecord] | type[TrainRecord]) -> str:
+def records_csv(
+    records: Sequence[EpochRecord | TrainRecord], record_type: type[EpochRecord] | type[TrainRecord]
+) -> str:
     """One CSV row per record: the scalar fields (and, for search records, the genotype's text form)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -2,10 +2,12 @@
 
 ``EpochRunner`` holds the parts every run has (the checked device, the dataset and
 the parts of it on the device, seeded batches, the epoch counter, the history of
-records, divergence, and the checkpoint) so that :class:`~pcdarts_core.searcher.Search`
-and :class:`~pcdarts_core.trainer.Training` only add their own model, optimisers
+records, divergence, and the checkpoint) so that :class:`~pcdarts_core.search.Search`
+and :class:`~pcdarts_core.train.Training` only add their own model, optimisers
 and epoch. A checkpoint holds everything a run depends on (model, optimisers, data
 split, RNG states, history), so a resumed run continues exactly where it stopped.
+It is typed against the two settings and record classes, which declare what it reads
+(``epochs``, ``batch_size``, ``cutout``; ``to_dict``) each with its own defaults.
 """
 
 from __future__ import annotations
@@ -13,20 +15,22 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from typing import Any, Callable, ClassVar, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunSettings
+from .config import RunSettings, SearchConfig, TrainConfig
 from .data import DatasetBundle, DeviceBatches, load_dataset, split_indices
 from .devices import resolve_device
 from .errors import Diverged, UserInputError
+from .records import EpochRecord, TrainRecord
 from .seeding import capture_rng_state, derived_seed, restore_rng_state, seed_everything
 
-ConfigT = TypeVar("ConfigT", bound=RunSettings)
-RecordT = TypeVar("RecordT")
+ConfigT = TypeVar("ConfigT", SearchConfig, TrainConfig)
+RecordT = TypeVar("RecordT", EpochRecord, TrainRecord)
 StepCallback = Callable[[int, int], None]
 Part = tuple[torch.Tensor, torch.Tensor]
 
@@ -56,7 +60,7 @@ class EpochRunner(Generic[ConfigT, RecordT]):
 
     #: "search" or "training": names the run in messages and in its checkpoint.
     KIND: ClassVar[str]
-    CONFIG: ClassVar[type[RunSettings]]
+    CONFIG: ClassVar[type[SearchConfig] | type[TrainConfig]]
     #: The record class, rebuilt from the checkpoint's history with ``from_dict``.
     RECORD: ClassVar[Any]
     #: The error raised when the run diverges: ``DIVERGED(epoch, loss, what)``.
@@ -69,10 +73,12 @@ class EpochRunner(Generic[ConfigT, RecordT]):
     CHECKPOINT_FORMAT: ClassVar[int] = 1
 
     def __init__(self, config: ConfigT, data: DatasetBundle | None) -> None:
-        self.config = config
+        self.config: ConfigT = config
         self.device = resolve_device(config.device)
         if data is None:
-            data = load_dataset(config.dataset, config.data_root, download=config.download, image_size=config.image_size)
+            data = load_dataset(
+                config.dataset, config.data_root, download=config.download, image_size=config.image_size
+            )
         self.data = data
         seed_everything(config.seed, config.deterministic)
         self.epoch = 0
@@ -104,14 +110,16 @@ class EpochRunner(Generic[ConfigT, RecordT]):
             mean=self.data.mean,
             std=self.data.std,
             augment=augment,
-            cutout=self.config.cutout if augment else 0,  # type: ignore[attr-defined]
+            cutout=self.config.cutout if augment else 0,
             shuffle=shuffle,
             drop_last=drop_last,
             generator=generator,
         )
 
     @torch.no_grad()
-    def _evaluate(self, part: str, logits_of: Callable[[torch.Tensor], torch.Tensor], stream: int) -> tuple[float, float]:
+    def _evaluate(
+        self, part: str, logits_of: Callable[[torch.Tensor], torch.Tensor], stream: int
+    ) -> tuple[float, float]:
         """Loss and accuracy of ``logits_of`` on a part, unaugmented, in the given order (no shuffle).
         Sums stay on the device until the end: one host synchronisation per evaluation."""
         totals = Totals(self.device)
@@ -123,7 +131,7 @@ class EpochRunner(Generic[ConfigT, RecordT]):
     # --- running --------------------------------------------------------------------
     @property
     def done(self) -> bool:
-        return self.epoch >= self.config.epochs  # type: ignore[attr-defined]
+        return self.epoch >= self.config.epochs
 
     @property
     def steps_per_epoch(self) -> int:
@@ -147,7 +155,9 @@ class EpochRunner(Generic[ConfigT, RecordT]):
 
     def _check_not_diverged(self) -> None:
         if self.diverged is not None:
-            raise RuntimeError(f"{self.diverged}; this {self.KIND}'s state is unusable: resume from its last checkpoint")
+            raise RuntimeError(
+                f"{self.diverged}; this {self.KIND}'s state is unusable: resume from its last checkpoint"
+            )
 
     # --- state ----------------------------------------------------------------------
     def _model_state(self) -> dict[str, Any]:
@@ -166,7 +176,7 @@ class EpochRunner(Generic[ConfigT, RecordT]):
             "data": self._data_facts,
             "split": dict(self.split),
             "rng": capture_rng_state(self.device),
-            "history": [r.to_dict() for r in self.history],  # type: ignore[attr-defined]
+            "history": [r.to_dict() for r in self.history],
             **self._model_state(),
         }
 
@@ -214,9 +224,9 @@ class EpochRunner(Generic[ConfigT, RecordT]):
         _check_checkpoint(state, cls.KIND, cls.CHECKPOINT_FORMAT)
         requested = {**(config.model_dump() if config is not None else {}), **changes}
         new_config = cls.CONFIG.for_resume(state["config"], requested, cls.RESUMABLE_CHANGES)
-        if new_config.epochs < state["epoch"]:  # type: ignore[attr-defined]
+        if new_config.epochs < state["epoch"]:
             raise UserInputError(
-                f"epochs={new_config.epochs}: the {cls.KIND} already ran {state['epoch']} epochs; use at least that"  # type: ignore[attr-defined]
+                f"epochs={new_config.epochs}: the {cls.KIND} already ran {state['epoch']} epochs; use at least that"
             )
         run = cls._from_checkpoint(new_config, state, data)
         run.load_state_dict(state)

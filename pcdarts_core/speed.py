@@ -84,6 +84,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
     loading decides from it where the step counters live (on the device for fused kernels)."""
     keys = ("fused", "foreach")
     groups = [
-        {**saved, **{key: own.get(key) for key in keys}} for saved, own in zip(state["param_groups"], optimizer.param_groups)
+        {**saved, **{key: own.get(key) for key in keys}}
+        for saved, own in zip(state["param_groups"], optimizer.param_groups)
     ]
     optimizer.load_state_dict({**state, "param_groups": groups})

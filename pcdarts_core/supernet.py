@@ -17,7 +17,8 @@ from torch import nn
 
 from .errors import ConfigError
 from .genotype import Edge, Genotype
-from .operations import PRIMITIVES, build_op, cell_preprocessing
+from .operations import build_op, cell_preprocessing
+from .search_space import PRIMITIVES, check_supernet_shape
 
 ChannelSelection = Literal["first", "random"]
 _NONE = PRIMITIVES.index("none")
@@ -128,7 +129,9 @@ class SearchCell(nn.Module):
         self.reduction = reduction
         self.steps = steps
         self.multiplier = multiplier
-        self.preprocess0, self.preprocess1 = cell_preprocessing(c_prev_prev, c_prev, channels, reduction_prev, affine=False)
+        self.preprocess0, self.preprocess1 = cell_preprocessing(
+            c_prev_prev, c_prev, channels, reduction_prev, affine=False
+        )
         self.edges = nn.ModuleList(
             PartialChannelMixedOp(channels, 2 if reduction and source < 2 else 1, k, selection)
             for node in range(steps)
@@ -177,7 +180,9 @@ class SearchNetwork(nn.Module):
         super().__init__()
         check_supernet_shape(C=C, k=k, layers=layers, steps=steps, multiplier=multiplier)
         if channel_selection not in ("first", "random"):
-            raise ConfigError("channel_selection", channel_selection, "use 'first' (published code) or 'random' (paper)")
+            raise ConfigError(
+                "channel_selection", channel_selection, "use 'first' (published code) or 'random' (paper)"
+            )
         self.C, self.k, self.layers, self.steps, self.multiplier = C, k, layers, steps, multiplier
         self.edge_norm = edge_norm
         self.num_classes = num_classes
@@ -192,7 +197,9 @@ class SearchNetwork(nn.Module):
             if reduction:
                 c_cell *= 2
             cells.append(
-                SearchCell(steps, multiplier, c_prev_prev, c_prev, c_cell, reduction, reduction_prev, k, channel_selection)
+                SearchCell(
+                    steps, multiplier, c_prev_prev, c_prev, c_cell, reduction, reduction_prev, k, channel_selection
+                )
             )
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, multiplier * c_cell
@@ -279,19 +286,3 @@ def derive_cell(op_weights: torch.Tensor, edge_weights: torch.Tensor | None, ste
         candidates.sort(key=lambda c: (-c[0], c[1]))
         cell.extend((PRIMITIVES[op], source) for _, source, op in candidates[:2])
     return cell
-
-
-def check_supernet_shape(*, C: int, k: int, layers: int, steps: int, multiplier: int) -> None:
-    """Raise ConfigError for a supernet that cannot be built."""
-    for name, value in (("C", C), ("k", k), ("layers", layers), ("steps", steps), ("multiplier", multiplier)):
-        if value < 1:
-            raise ConfigError(name, value, "must be a positive integer")
-    if layers < 3:
-        raise ConfigError(
-            "layers", layers, "the supernet needs at least 3 cells (two reduction cells and a normal one); use layers >= 3"
-        )
-    if C % k:
-        divisors = ", ".join(str(d) for d in range(1, C + 1) if C % d == 0)
-        raise ConfigError("k", k, f"K must divide C={C}; use one of {divisors}")
-    if multiplier > steps:
-        raise ConfigError("multiplier", multiplier, f"a cell concatenates at most its {steps} nodes; use <= steps")

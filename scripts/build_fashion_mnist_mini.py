@@ -52,7 +52,9 @@ def build(source: Path, out: Path) -> dict[str, np.ndarray]:
     """Read the IDX files in ``source``, pick the subset and save it to ``out``."""
     files = find_fashion_mnist_files(source)
     if files is None:
-        raise SystemExit(f"{source}: the four Fashion-MNIST IDX files are not there: pass --source <directory with them>")
+        raise SystemExit(
+            f"{source}: the four Fashion-MNIST IDX files are not there: pass --source <directory with them>"
+        )
     rng = np.random.default_rng(SEED)
     arrays: dict[str, np.ndarray] = {}
     for split, per_class in (("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS)):
@@ -70,14 +72,21 @@ def build(source: Path, out: Path) -> dict[str, np.ndarray]:
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=DEBIAN_FASHION_MNIST,
-                        help="directory with the four Fashion-MNIST IDX files (plain or .gz)")
-    parser.add_argument("--out", type=Path, default=REPO / "pcdarts_core" / "data" / "fashion_mnist_mini.npz",
-                        help="output .npz path")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=DEBIAN_FASHION_MNIST,
+        help="directory with the four Fashion-MNIST IDX files (plain or .gz)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "pcdarts_core" / "data" / "fashion_mnist_mini.npz", help="output .npz path"
+    )
     args = parser.parse_args(argv)
     arrays = build(args.source, args.out)
     size = args.out.stat().st_size
-    print(f"wrote {args.out} ({size:,} bytes): train {arrays['train_images'].shape}, test {arrays['test_images'].shape}")
+    print(
+        f"wrote {args.out} ({size:,} bytes): train {arrays['train_images'].shape}, test {arrays['test_images'].shape}"
+    )
 
 
 if __name__ == "__main__":

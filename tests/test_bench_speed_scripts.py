@@ -27,11 +27,30 @@ def run_script(args: list[str], timeout: float = 240) -> subprocess.CompletedPro
 
 def test_search_speed_grid_leads_with_the_reference_and_checks_the_memory_goal(tmp_path):
     out = tmp_path / "speed.json"
-    done = run_script(["bench/search_speed.py", *TINY, "--ks", "1", "4", "--precision", "fp32", "bf16",
-                       "--memory-format", "nchw", "--json", str(out)])
+    done = run_script(
+        [
+            "bench/search_speed.py",
+            *TINY,
+            "--ks",
+            "1",
+            "4",
+            "--precision",
+            "fp32",
+            "bf16",
+            "--memory-format",
+            "nchw",
+            "--json",
+            str(out),
+        ]
+    )
     result = json.loads(out.read_text())
     rows = result["results"]
-    assert [(r["k"], r["precision"], r["reference"]) for r in rows] == [(1, "fp32", True), (1, "bf16", False), (4, "fp32", True), (4, "bf16", False)]
+    assert [(r["k"], r["precision"], r["reference"]) for r in rows] == [
+        (1, "fp32", True),
+        (1, "bf16", False),
+        (4, "fp32", True),
+        (4, "bf16", False),
+    ]
     for r in rows:
         assert r["images_per_s"] > 0 and r["step_s"] > 0 and r["projected_search_s"] > 0
         assert r["peak_allocated_bytes"] is None  # CPU: no allocator peak, the saved bytes instead
@@ -47,11 +66,16 @@ def test_search_speed_grid_leads_with_the_reference_and_checks_the_memory_goal(t
 
 def test_packing_runs_plain_processes_and_writes_its_json(tmp_path):
     out = tmp_path / "pack.json"
-    done = run_script(["bench/pack_searches.py", *TINY, "--processes", "2", "--epochs", "1", "--timeout", "200", "--json", str(out)])
+    done = run_script(
+        ["bench/pack_searches.py", *TINY, "--processes", "2", "--epochs", "1", "--timeout", "200", "--json", str(out)]
+    )
     result = json.loads(out.read_text())
     assert result["alone"]["processes"] == 1 and result["packed"]["processes"] == 2
     assert [p["index"] for p in result["packed"]["per_process"]] == [0, 1]
-    assert all(p["threads"] == 1 and p["train_images"] == 8 and p["peak_resident_bytes"] > 0 for p in result["packed"]["per_process"])
+    assert all(
+        p["threads"] == 1 and p["train_images"] == 8 and p["peak_resident_bytes"] > 0
+        for p in result["packed"]["per_process"]
+    )
     assert result["speedup"] == pytest.approx(result["packed"]["images_per_s"] / result["alone"]["images_per_s"])
     assert result["goal"]["pass"] is None and result["gpu_share"] is None  # CPU: reported, not judged
     assert "2 packed:" in done.stdout
@@ -61,8 +85,22 @@ def test_search_speed_stopped_mid_grid_keeps_the_points_measured(tmp_path):
     """SIGTERM, what ``timeout`` sends at a part's limit: the JSON already holds every finished point
     (it is rewritten after each), and the script still prints the goals over them before it exits."""
     out = tmp_path / "speed.json"
-    cmd = [sys.executable, "bench/search_speed.py", *TINY, "--ks", "4", "1", "--precision", "bf16",
-           "--memory-format", "nchw", "channels_last", "--no-reference", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        "bench/search_speed.py",
+        *TINY,
+        "--ks",
+        "4",
+        "1",
+        "--precision",
+        "bf16",
+        "--memory-format",
+        "nchw",
+        "channels_last",
+        "--no-reference",
+        "--json",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 180
@@ -96,11 +134,39 @@ def test_packing_deadline_covers_the_warm_up_and_keeps_a_json(tmp_path):
     out = tmp_path / "pack.json"
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    slow_warm_up = ["--device", "cpu", "--C", "8", "--layers", "5", "--image-size", "16", "--batch", "64", "--steps", "40"]
+    slow_warm_up = [
+        "--device",
+        "cpu",
+        "--C",
+        "8",
+        "--layers",
+        "5",
+        "--image-size",
+        "16",
+        "--batch",
+        "64",
+        "--steps",
+        "40",
+    ]
     started = time.time()
-    done = subprocess.run([sys.executable, "bench/pack_searches.py", *slow_warm_up, "--processes", "2", "--timeout", "5",
-                           "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "TMPDIR": str(scratch)})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench/pack_searches.py",
+            *slow_warm_up,
+            "--processes",
+            "2",
+            "--timeout",
+            "5",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
     took = time.time() - started
     assert done.returncode == 1, done.stderr[-3000:]
     assert took < 45  # the deadline (5 s) plus start-up, not the warm-up epoch (minutes at these sizes)

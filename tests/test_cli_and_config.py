@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import TINY
 
 from pcdarts_core import ConfigError, SearchConfig, UserInputError
-from pcdarts_core.search import main
-
-from conftest import TINY
+from pcdarts_core.cli.search import main
 
 
 @pytest.mark.parametrize(
@@ -99,7 +98,12 @@ def test_cli_runs_writes_outputs_and_resumes(tmp_path, capsys):
     printed = capsys.readouterr().out.strip()
     assert printed.startswith("Genotype(normal=[")
     assert {p.name for p in out.iterdir()} == {
-        "checkpoint.pt", "config.json", "metrics.csv", "history.json", "genotype.json", "genotype.txt"
+        "checkpoint.pt",
+        "config.json",
+        "metrics.csv",
+        "history.json",
+        "genotype.json",
+        "genotype.txt",
     }
     assert (out / "genotype.txt").read_text().strip() == printed
     rows = (out / "metrics.csv").read_text().strip().splitlines()
@@ -121,7 +125,7 @@ def test_cli_runs_writes_outputs_and_resumes(tmp_path, capsys):
 def test_show_genotype_accepts_names_files_and_text_and_rejects_bad_ones(tmp_path, capsys):
     from pcdarts_core import KNOWN_GENOTYPES
     from pcdarts_core.cli import run_main
-    from pcdarts_core.show_genotype import main as show
+    from pcdarts_core.cli.show_genotype import main as show
 
     def exit_code(*args: str) -> int:
         with pytest.raises(SystemExit) as exit_info:
@@ -146,6 +150,9 @@ def test_show_genotype_accepts_names_files_and_text_and_rejects_bad_ones(tmp_pat
         assert message in err and len(err.strip().splitlines()) == 1
     # The exit code of the real process.
     proc = subprocess.run(
-        [sys.executable, "-m", "pcdarts_core.show_genotype", "PC_DARTS_cifarr"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "pcdarts_core.show_genotype", "PC_DARTS_cifarr"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2 and "neither a known name" in proc.stderr

@@ -261,8 +261,7 @@ def _pass(batches: DeviceBatches) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def test_device_batches_cover_every_sample_once():
     images, labels = _indexed_images(103)
-    db = DeviceBatches(images, labels, batch_size=10, mean=(0.5,) * 3, std=(0.5,) * 3, augment=False,
-                       generator=_gen(0))
+    db = DeviceBatches(images, labels, batch_size=10, mean=(0.5,) * 3, std=(0.5,) * 3, augment=False, generator=_gen(0))
     assert len(db) == 11
     out = _pass(db)
     assert len(out) == 11 and out[-1][1].shape == (3,)
@@ -271,8 +270,9 @@ def test_device_batches_cover_every_sample_once():
     x, y = out[0]
     assert x.dtype == torch.float32 and y.dtype == torch.int64 and x.shape == (10, 3, 8, 8)
     assert torch.allclose(x[:, 0, 0, 0], (y.float() / 255 - 0.5) / 0.5)  # images follow their labels
-    dropped = DeviceBatches(images, labels, batch_size=10, mean=(0.5,) * 3, std=(0.5,) * 3, augment=False,
-                            drop_last=True)
+    dropped = DeviceBatches(
+        images, labels, batch_size=10, mean=(0.5,) * 3, std=(0.5,) * 3, augment=False, drop_last=True
+    )
     assert len(dropped) == 10 and len(_pass(dropped)) == 10
 
 
@@ -287,8 +287,16 @@ def test_device_batches_reproducible_by_seed():
     labels = torch.arange(40)
 
     def run(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        db = DeviceBatches(images, labels, batch_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, augment=True,
-                           cutout=4, generator=_gen(seed))
+        db = DeviceBatches(
+            images,
+            labels,
+            batch_size=16,
+            mean=(0.5,) * 3,
+            std=(0.25,) * 3,
+            augment=True,
+            cutout=4,
+            generator=_gen(seed),
+        )
         return _pass(db) + _pass(db)  # two passes
 
     a, b, c = run(1), run(1), run(2)
@@ -314,7 +322,12 @@ def test_one_channel_batches_have_standard_strides(mini_data):
     # A permuted one-channel batch counts as contiguous but keeps channels-last strides; those sent
     # a oneDNN weight-gradient kernel into a near-endless loop on an AVX2 CPU. Batches must be plain NCHW.
     batches = DeviceBatches(
-        mini_data.train.images[:8], mini_data.train.labels[:8], batch_size=8, mean=mini_data.mean, std=mini_data.std, augment=True
+        mini_data.train.images[:8],
+        mini_data.train.labels[:8],
+        batch_size=8,
+        mean=mini_data.mean,
+        std=mini_data.std,
+        augment=True,
     )
     x, _ = next(iter(batches))
     assert x.stride() == (28 * 28, 28 * 28, 28, 1)

@@ -42,13 +42,40 @@ def test_parses_multiline_positional_and_list_concat_forms():
     "text, message",
     [
         ("__import__('os').system('touch /tmp/pwned')", "expected Genotype"),
-        ("Genotype(normal=[('sep_conv_3x3', 1)] * 8, normal_concat=range(2, 6), reduce=[], reduce_concat=range(2, 6))", "only literals"),
-        ("Genotype(normal=[('conv_9x9', 1), ('sep_conv_3x3', 0)], normal_concat=[2], reduce=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], reduce_concat=[2])", "unknown operation 'conv_9x9'"),
-        ("Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 2)], normal_concat=[2], reduce=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], reduce_concat=[2])", "input 2 out of range for node 0"),
-        ("Genotype(normal=[('none', 1), ('sep_conv_3x3', 0)], normal_concat=[2], reduce=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], reduce_concat=[2])", "'none' is not allowed in a genotype"),
-        ("Genotype(normal=[('sep_conv_3x3', 1)], normal_concat=[2], reduce=[('sep_conv_3x3', 1)], reduce_concat=[2])", "two (op, input) edges per node"),
-        ("Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], normal_concat=[7], reduce=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], reduce_concat=[2])", "normal_concat=[7]"),
-        ("Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], normal_concat=[2])", "missing field(s) reduce, reduce_concat"),
+        (
+            "Genotype(normal=[('sep_conv_3x3', 1)] * 8, normal_concat=range(2, 6), reduce=[], reduce_concat=range(2, "
+            "6))",
+            "only literals",
+        ),
+        (
+            "Genotype(normal=[('conv_9x9', 1), ('sep_conv_3x3', 0)], normal_concat=[2], reduce=[('sep_conv_3x3', 1), "
+            "('sep_conv_3x3', 0)], reduce_concat=[2])",
+            "unknown operation 'conv_9x9'",
+        ),
+        (
+            "Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 2)], normal_concat=[2], reduce=[('sep_conv_3x3', "
+            "1), ('sep_conv_3x3', 0)], reduce_concat=[2])",
+            "input 2 out of range for node 0",
+        ),
+        (
+            "Genotype(normal=[('none', 1), ('sep_conv_3x3', 0)], normal_concat=[2], reduce=[('sep_conv_3x3', 1), "
+            "('sep_conv_3x3', 0)], reduce_concat=[2])",
+            "'none' is not allowed in a genotype",
+        ),
+        (
+            "Genotype(normal=[('sep_conv_3x3', 1)], normal_concat=[2], reduce=[('sep_conv_3x3', 1)], "
+            "reduce_concat=[2])",
+            "two (op, input) edges per node",
+        ),
+        (
+            "Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], normal_concat=[7], reduce=[('sep_conv_3x3', "
+            "1), ('sep_conv_3x3', 0)], reduce_concat=[2])",
+            "normal_concat=[7]",
+        ),
+        (
+            "Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)], normal_concat=[2])",
+            "missing field(s) reduce, reduce_concat",
+        ),
         ("Genotype(normal=[], normal_concat=[2], reduce=[], reduce_concat=[2], extra=1)", "unknown field 'extra'"),
         ("Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0)", "not a Genotype(...) expression"),
         ('{"normal": [["sep_conv_3x3", 1]], "normal_concat": [2]}', "missing keys"),

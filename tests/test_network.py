@@ -72,7 +72,7 @@ def test_imagenet_parameter_count_and_multiply_adds_match_the_paper():
     assert round(params / 1e6, 1) == 5.3
     madds = count_multiply_adds(net, (3, 224, 224))
     # The paper reports 597M; its counting code is unpublished. Counting convolutions and the
-    # classifier (README, "Cost") gives 581.6M: 2.6% below, the same gap others found for DARTS.
+    # classifier (docs/core.md, "Cost") gives 581.6M: 2.6% below, the same gap others found for DARTS.
     assert madds == 581_627_328
     assert abs(madds - 597e6) / 597e6 < 0.03
     assert net.training  # the count runs in eval mode and restores the mode
@@ -166,5 +166,8 @@ def test_bad_genotypes_are_rejected_with_a_clear_message(normal, message):
 def test_a_reduction_cell_may_not_concatenate_its_inputs():
     # Cell inputs are at twice the resolution of a reduction cell's nodes: only nodes 2.. may be concatenated.
     edges = [("sep_conv_3x3", 0), ("sep_conv_3x3", 1)] * 4
-    with pytest.raises(GenotypeError, match=r"genotype.reduce_concat=\[0, 2, 3, 4, 5\]: needs distinct intermediate node indices in 2..5"):
+    with pytest.raises(
+        GenotypeError,
+        match=r"genotype.reduce_concat=\[0, 2, 3, 4, 5\]: needs distinct intermediate node indices in 2..5",
+    ):
         Genotype(edges, [2, 3, 4, 5], edges, [0, 2, 3, 4, 5])

@@ -11,9 +11,10 @@ from torch.func import functional_call
 
 from pcdarts_core import Genotype, Search, SearchDiverged, UserInputError, run_search
 from pcdarts_core.checkpoint import load_checkpoint
-from pcdarts_core.searcher import search_step
+from pcdarts_core.search import search_step
 
 
+@pytest.mark.slow  # ~65 s: a real three-epoch search
 def test_three_epoch_search_beats_chance_and_yields_a_valid_genotype(tiny_config, mini_data):
     # Enough steps (16 per epoch) for a small supernet to learn something in 3 epochs.
     config = tiny_config.replace(init_channels=8, batch_size=32, train_subset=1000)
@@ -48,7 +49,9 @@ def test_architecture_is_frozen_during_warmup_and_no_valid_batch_is_drawn(tiny_c
     before = [p.detach().clone() for p in search.model.arch_parameters()]
     drawn = []
     original = search._batches
-    monkeypatch.setattr(search, "_batches", lambda half, **kw: drawn.append((half, kw["augment"])) or original(half, **kw))
+    monkeypatch.setattr(
+        search, "_batches", lambda half, **kw: drawn.append((half, kw["augment"])) or original(half, **kw)
+    )
     next(search.epochs())  # epoch 1: warm-up
     assert all(torch.equal(a, b) for a, b in zip(before, search.model.arch_parameters()))
     assert drawn == [("train", True), ("valid", False)]  # only the unaugmented evaluation pass
@@ -74,7 +77,8 @@ def test_split_is_fixed_by_the_seed_and_halves_are_disjoint(tiny_config, mini_da
     assert not set(a["train"].tolist()) & set(a["valid"].tolist())
 
 
-@pytest.mark.parametrize("selection", ["first", "random"])  # "random" draws from the global RNG
+# "random" draws from the global RNG; "first" stays in the fast tier
+@pytest.mark.parametrize("selection", ["first", pytest.param("random", marks=pytest.mark.slow)])
 def test_resume_continues_exactly(tiny_config, mini_data, tmp_path, selection):
     config = tiny_config.replace(epochs=4, channel_selection=selection)
     straight = Search(config, data=mini_data)
@@ -101,7 +105,17 @@ def test_checkpoint_holds_the_complete_state_and_loads_weights_only(tiny_config,
     next(search.epochs())
     search.save(tmp_path / "ck.pt")
     state = load_checkpoint(tmp_path / "ck.pt")  # weights_only=True inside
-    assert set(state) >= {"model", "weight_optimizer", "arch_optimizer", "epoch", "rng", "split", "config", "history", "data"}
+    assert set(state) >= {
+        "model",
+        "weight_optimizer",
+        "arch_optimizer",
+        "epoch",
+        "rng",
+        "split",
+        "config",
+        "history",
+        "data",
+    }
     assert state["epoch"] == 1
     assert not list(tmp_path.glob("*.tmp"))
     # A torn file is refused with a message, never half-loaded.
@@ -158,6 +172,7 @@ def test_second_order_gradient_matches_exact_autograd(tiny_config, mini_data):
         assert (a - e).norm() <= 1e-6 * e.norm()
 
 
+@pytest.mark.slow
 def test_extending_a_finished_search_keeps_training(tiny_config, mini_data, tmp_path):
     search = Search(tiny_config.replace(epochs=2), data=mini_data)
     list(search.epochs())

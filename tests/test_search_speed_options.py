@@ -71,7 +71,10 @@ def test_bf16_autocast_gives_the_same_search_within_bf16_precision(mini_data):
     moved_fp32, moved_bf16 = softmaxed_alphas(fp32).flatten() - start, softmaxed_alphas(bf16).flatten() - start
     assert torch.nn.functional.cosine_similarity(moved_bf16, moved_fp32, dim=0) > 0.95
     assert moved_bf16.norm().item() == pytest.approx(moved_fp32.norm().item(), rel=0.2)
-    assert [len(bf16.genotype().normal), len(bf16.genotype().reduce)] == [len(fp32.genotype().normal), len(fp32.genotype().reduce)]
+    assert [len(bf16.genotype().normal), len(bf16.genotype().reduce)] == [
+        len(fp32.genotype().normal),
+        len(fp32.genotype().reduce),
+    ]
 
 
 def test_second_order_runs_in_float32_whatever_the_precision(rgb_data):
@@ -99,7 +102,10 @@ def test_channels_last_gives_the_same_search_up_to_float_rounding(rgb_data):
     x, y = next(iter(nchw._batches("train", augment=True, shuffle=True, stream=0)))
     logits = [s.logits(x) for s in (nchw, cl)]
     torch.testing.assert_close(logits[1], logits[0], rtol=1e-5, atol=1e-5)
-    grads = [torch.autograd.grad(torch.nn.functional.cross_entropy(out, y), s.model.arch_parameters()) for s, out in zip((nchw, cl), logits)]
+    grads = [
+        torch.autograd.grad(torch.nn.functional.cross_entropy(out, y), s.model.arch_parameters())
+        for s, out in zip((nchw, cl), logits)
+    ]
     for a, b in zip(*grads):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7)
     # ... and whole searches (whose SGD steps at lr 0.1 amplify rounding differences) end alike

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pcdarts_core import ConfigError, PRIMITIVES, SearchNetwork, channel_shuffle, edge_normalization, node_edge_slices
+from pcdarts_core import PRIMITIVES, ConfigError, SearchNetwork, channel_shuffle, edge_normalization, node_edge_slices
 from pcdarts_core.supernet import PartialChannelMixedOp, derive_cell
 
 
@@ -65,7 +65,9 @@ def test_random_channel_selection_draws_a_fresh_subset_each_pass():
     x = torch.randn(1, 16, 5, 5)
     weights = torch.zeros(len(PRIMITIVES))
     weights[PRIMITIVES.index("avg_pool_3x3")] = 1.0
-    changed = [tuple((op(x, weights) - x).abs().sum(dim=(0, 2, 3)).gt(1e-6).nonzero().flatten().tolist()) for _ in range(5)]
+    changed = [
+        tuple((op(x, weights) - x).abs().sum(dim=(0, 2, 3)).gt(1e-6).nonzero().flatten().tolist()) for _ in range(5)
+    ]
     assert all(len(c) == 4 for c in changed)  # 1/K of the channels processed, the rest untouched in place
     assert len(set(changed)) > 1
 

@@ -22,8 +22,8 @@ from pcdarts_core import (
 )
 from pcdarts_core.checkpoint import load_checkpoint
 from pcdarts_core.cli import run_main
+from pcdarts_core.cli.train import main
 from pcdarts_core.schedules import learning_rate
-from pcdarts_core.train import main
 
 GENOTYPE = KNOWN_GENOTYPES["PC_DARTS_cifar"]
 
@@ -48,17 +48,35 @@ def small_config() -> TrainConfig:
 
 def test_defaults_are_the_cifar_protocol_and_imagenet_is_one_call_away():
     cifar = TrainConfig()
-    assert (cifar.epochs, cifar.batch_size, cifar.lr, cifar.lr_min, cifar.lr_schedule) == (600, 96, 0.025, 0.0, "cosine")
+    assert (cifar.epochs, cifar.batch_size, cifar.lr, cifar.lr_min, cifar.lr_schedule) == (
+        600,
+        96,
+        0.025,
+        0.0,
+        "cosine",
+    )
     assert (cifar.momentum, cifar.weight_decay, cifar.init_channels, cifar.layers) == (0.9, 3e-4, 36, 20)
-    assert (cifar.auxiliary, cifar.auxiliary_weight, cifar.cutout, cifar.drop_path_prob, cifar.grad_clip) == (True, 0.4, 16, 0.3, 5.0)
+    assert (cifar.auxiliary, cifar.auxiliary_weight, cifar.cutout, cifar.drop_path_prob, cifar.grad_clip) == (
+        True,
+        0.4,
+        16,
+        0.3,
+        5.0,
+    )
     imagenet = TrainConfig.protocol("imagenet", data_root="/data/imagenet")
-    assert (imagenet.network, imagenet.epochs, imagenet.batch_size, imagenet.lr, imagenet.warmup_epochs) == ("imagenet", 250, 1024, 0.5, 5)
+    assert (imagenet.network, imagenet.epochs, imagenet.batch_size, imagenet.lr, imagenet.warmup_epochs) == (
+        "imagenet",
+        250,
+        1024,
+        0.5,
+        5,
+    )
     assert (imagenet.lr_schedule, imagenet.weight_decay, imagenet.label_smoothing) == ("pcdarts_linear", 3e-5, 0.1)
     assert (imagenet.init_channels, imagenet.layers, imagenet.data_root) == (48, 14, "/data/imagenet")
 
 
 def test_bf16_and_channels_last_are_on_by_default_on_a_gpu_only():
-    from pcdarts_core.trainer import speed_options
+    from pcdarts_core.train import speed_options
 
     gpu, cpu = torch.device("cuda"), torch.device("cpu")  # no GPU needed: only the rule is checked
     assert speed_options(TrainConfig(), gpu) == (True, True)
@@ -72,16 +90,24 @@ def test_learning_rate_schedules():
     assert learning_rate(0, lr=0.025, lr_min=0, epochs=600) == 0.025
     assert learning_rate(300, lr=0.025, lr_min=0, epochs=600) == pytest.approx(0.0125)
     # Plain linear decay, scaled by (epoch + 1) / 5 in 5 warm-up epochs.
-    rates = [learning_rate(e, lr=0.5, lr_min=0, epochs=250, schedule="linear", warmup_epochs=5) for e in (0, 4, 5, 125, 249)]
+    rates = [
+        learning_rate(e, lr=0.5, lr_min=0, epochs=250, schedule="linear", warmup_epochs=5) for e in (0, 4, 5, 125, 249)
+    ]
     assert rates == pytest.approx([0.5 * 1 / 5, 0.5 * (1 - 4 / 250), 0.5 * (1 - 5 / 250), 0.25, 0.5 / 250])
     # The PC-DARTS ImageNet script: linear to 0 at epoch 245, then lr * (250 - e) / (245 * 5).
-    rates = [learning_rate(e, lr=0.5, lr_min=0, epochs=250, schedule="pcdarts_linear", warmup_epochs=5) for e in (0, 5, 200, 244, 245, 249)]
+    rates = [
+        learning_rate(e, lr=0.5, lr_min=0, epochs=250, schedule="pcdarts_linear", warmup_epochs=5)
+        for e in (0, 5, 200, 244, 245, 249)
+    ]
     assert rates == pytest.approx([0.1, 0.5 * 240 / 245, 0.5 * 45 / 245, 0.5 / 245, 0.5 * 5 / 1225, 0.5 / 1225])
 
 
+@pytest.mark.slow  # ~28 s: a real two-epoch retraining
 def test_two_epoch_retrain_beats_chance_with_ramped_drop_path(small_config, mini_data):
     records = []
-    result = run_training(small_config, GENOTYPE, data=mini_data, on_epoch=lambda record, training: records.append(record))
+    result = run_training(
+        small_config, GENOTYPE, data=mini_data, on_epoch=lambda record, training: records.append(record)
+    )
     assert [r.epoch for r in records] == [1, 2]
     # Drop path ramps linearly from 0 toward 0.2: 0 in epoch 1, 0.1 in epoch 2.
     assert [r.drop_path_prob for r in records] == pytest.approx([0.0, 0.1])
@@ -101,8 +127,15 @@ def test_two_epoch_retrain_beats_chance_with_ramped_drop_path(small_config, mini
 def test_the_imagenet_protocol_trains_the_imagenet_network(mini_data):
     # The protocol's network, warm-up, decay and label smoothing at a size the CPU manages.
     config = TrainConfig.protocol(
-        "imagenet", dataset="fashion_mnist_mini", image_size=None, init_channels=8, layers=3,
-        batch_size=64, epochs=6, train_subset=128, device="cpu",
+        "imagenet",
+        dataset="fashion_mnist_mini",
+        image_size=None,
+        init_channels=8,
+        layers=3,
+        batch_size=64,
+        epochs=6,
+        train_subset=128,
+        device="cpu",
     )
     training = Training(config, KNOWN_GENOTYPES["PC_DARTS_image"], data=mini_data)
     assert type(training.model).__name__ == "NetworkImageNet"
@@ -226,7 +259,12 @@ def test_cli_trains_writes_outputs_and_resumes(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("final epoch 1: test acc ") and "M parameters" in printed
     assert {p.name for p in out.iterdir()} == {
-        "checkpoint.pt", "config.json", "genotype.json", "genotype.txt", "metrics.csv", "summary.json"
+        "checkpoint.pt",
+        "config.json",
+        "genotype.json",
+        "genotype.txt",
+        "metrics.csv",
+        "summary.json",
     }
     summary = json.loads((out / "summary.json").read_text())
     assert summary["genotype_text"] == KNOWN_GENOTYPES["DARTS_V2"].to_text()
@@ -250,12 +288,18 @@ def test_cli_trains_writes_outputs_and_resumes(tmp_path, capsys):
         (["--genotype", "PC_DARTS_v9"], "neither a known name"),
         (["--genotype", "Genotype(normal=[('conv_9x9', 0)])"], "missing field(s) normal_concat"),
         (
-            ["--genotype", "Genotype(normal=[('conv_9x9', 0), ('skip_connect', 1)], normal_concat=[2], "
-             "reduce=[('skip_connect', 0), ('skip_connect', 1)], reduce_concat=[2])"],
+            [
+                "--genotype",
+                "Genotype(normal=[('conv_9x9', 0), ('skip_connect', 1)], normal_concat=[2], "
+                "reduce=[('skip_connect', 0), ('skip_connect', 1)], reduce_concat=[2])",
+            ],
             "unknown operation 'conv_9x9'",
         ),
         (["--genotype", "DARTS_V2", "--lr-min", "9"], "lr_min=9.0: must not exceed lr=0.05"),
-        (["--genotype", "PC_DARTS_image", "--dataset", "imagefolder"], "imagefolder: data_root is not set: pass --data-root"),
+        (
+            ["--genotype", "PC_DARTS_image", "--dataset", "imagefolder"],
+            "imagefolder: data_root is not set: pass --data-root",
+        ),
         ([], "--genotype: required"),
     ],
 )

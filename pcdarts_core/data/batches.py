@@ -104,8 +104,7 @@ def _check_tensors(images: torch.Tensor, labels: torch.Tensor) -> None:
         )
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise DataError(
-            f"labels: shape {tuple(labels.shape)} does not match {images.shape[0]} images: "
-            "pass one label per image"
+            f"labels: shape {tuple(labels.shape)} does not match {images.shape[0]} images: pass one label per image"
         )
     if images.shape[0] == 0:
         raise DataError("images: the data set is empty: pass at least one sample")

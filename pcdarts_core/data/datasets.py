@@ -12,11 +12,10 @@ import numpy as np
 import torch
 
 from pcdarts_core.data.idx import read_idx_images, read_idx_labels
+from pcdarts_core.data.names import DATASETS
 from pcdarts_core.errors import DataError
 
-__all__ = ["DATASETS", "DatasetBundle", "ImageTensors", "load_dataset"]
-
-DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "fashion_mnist", "fashion_mnist_mini", "imagefolder")
+__all__ = ["DatasetBundle", "ImageTensors", "load_dataset"]
 
 DEFAULT_ROOT = Path("~/.cache/pcdarts/data")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -223,7 +222,9 @@ def _load_fashion_mnist_mini() -> DatasetBundle:
 def _imagefolder_dirs(root: str | os.PathLike | None) -> tuple[Path, Path | None]:
     """(train directory, test directory or None) for an ImageFolder root."""
     if root is None:
-        raise DataError("imagefolder: data_root is not set: pass --data-root (data_root=) a folder with one sub-folder per class")
+        raise DataError(
+            "imagefolder: data_root is not set: pass --data-root (data_root=) a folder with one sub-folder per class"
+        )
     base = Path(root).expanduser()
     if not base.is_dir():
         raise DataError(f"imagefolder: root {base} is not a directory: pass a folder with one sub-folder per class")

@@ -78,9 +78,7 @@ def _read_with_magic(path: str | os.PathLike, magic: int, what: str) -> np.ndarr
     arr = read_idx(path)
     got = (_UBYTE << 8) | arr.ndim
     if got != magic:
-        raise DataError(
-            f"{path}: magic number {got} is not {magic} ({what}): pass the {what} file here"
-        )
+        raise DataError(f"{path}: magic number {got} is not {magic} ({what}): pass the {what} file here")
     return arr
 
 

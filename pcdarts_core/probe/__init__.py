@@ -1,31 +1,28 @@
 """Short measured runs: the speed and the peak memory of a search or retraining configuration.
 
-:func:`measure_epochs` runs a few short epochs of a :class:`~pcdarts_core.searcher.Search` or
-:class:`~pcdarts_core.trainer.Training` (the loops themselves, with their speed options) and reads the
+:func:`measure_epochs` runs a few short epochs of a :class:`~pcdarts_core.search.Search` or
+:class:`~pcdarts_core.train.Training` (the loops themselves, with their speed options) and reads the
 last, warmed-up one: training images per second, evaluation time and peak memory. The benchmarks use
 it on synthetic data (:func:`synthetic_bundle`); :func:`probe_peak_memory` uses it to measure what a
 trial of a study will hold on its GPU, and :func:`gpu_share` turns that into the fraction of a GPU the
 trial asks its scheduler for. ``python -m pcdarts_core.probe`` runs the probe in a fresh process (so
-that the caller holds no CUDA context) and prints JSON.
+that the caller holds no CUDA context) and prints JSON: its command line is :mod:`pcdarts_core.cli.probe`,
+which this package's ``__main__`` runs.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
-from .config import SearchConfig
-from .data import DatasetBundle, ImageTensors, load_dataset
-from .genotype import Genotype
-from .runner import EpochRunner
-from .searcher import Search
-from .train_config import TrainConfig
-from .trainer import Training
+from ..config import SearchConfig, TrainConfig
+from ..data import DatasetBundle, ImageTensors, load_dataset
+from ..genotype import Genotype
+from ..search import Search
+from ..train import Training
 
 __all__ = ["Measurement", "gpu_share", "measure_epochs", "probe_peak_memory", "synthetic_bundle"]
 
@@ -35,7 +32,13 @@ CUDA_PROCESS_OVERHEAD_BYTES = 512 * MiB
 
 
 def synthetic_bundle(
-    *, train_images: int, image_size: int = 32, in_channels: int = 3, num_classes: int = 10, test_images: int = 0, seed: int = 0
+    *,
+    train_images: int,
+    image_size: int = 32,
+    in_channels: int = 3,
+    num_classes: int = 10,
+    test_images: int = 0,
+    seed: int = 0,
 ) -> DatasetBundle:
     """Random uint8 images of a dataset's shape (CIFAR-10 by default) with balanced labels: for
     measuring speed and memory, which depend on shapes only."""
@@ -68,8 +71,8 @@ class Measurement:
     train_s: float
     eval_s: float
     eval_batches: int
-    peak_allocated_bytes: Optional[int]  # CUDA only: peak of the last epoch
-    peak_reserved_bytes: Optional[int]  # CUDA only: what the caching allocator held at most
+    peak_allocated_bytes: int | None  # CUDA only: peak of the last epoch
+    peak_reserved_bytes: int | None  # CUDA only: what the caching allocator held at most
 
     @property
     def step_s(self) -> float:
@@ -83,17 +86,17 @@ class Measurement:
         return {**asdict(self), "step_s": self.step_s, "eval_s_per_batch": self.eval_s_per_batch}
 
 
-def measure_epochs(run: EpochRunner, epochs: int = 2) -> Measurement:
+def measure_epochs(run: Search | Training, epochs: int = 2) -> Measurement:
     """Run ``epochs`` epochs (at least 2: the first warms up kernels, cuDNN's choices and any compiled
     graph) and measure the last one."""
     if epochs < 2:
         raise ValueError("measure_epochs: give at least 2 epochs (the first one warms up)")
-    if run.epoch + epochs > run.config.epochs:  # type: ignore[attr-defined]
-        raise ValueError(f"measure_epochs: the run has only {run.config.epochs - run.epoch} epochs left")  # type: ignore[attr-defined]
+    if run.epoch + epochs > run.config.epochs:
+        raise ValueError(f"measure_epochs: the run has only {run.config.epochs - run.epoch} epochs left")
     records = [run.run_epoch() for _ in range(epochs)]
     last = records[-1]
     steps = run.steps_per_epoch
-    batch = run.config.batch_size  # type: ignore[attr-defined]
+    batch = run.config.batch_size
     seen = min(steps * batch, len(run.split["train"]))
     train_s = seen / last.images_per_s
     on_cuda = run.device.type == "cuda"
@@ -120,7 +123,9 @@ def gpu_share(
     what every CUDA process holds outside the allocator, rounded up to 1/n of the GPU (n the most
     such trials that fit), as a number of 1e-4 units (Ray's resolution), at most 1."""
     if peak_bytes < 0 or total_bytes <= 0 or margin < 0 or overhead_bytes < 0:
-        raise ValueError(f"gpu_share: bad sizes (peak {peak_bytes}, total {total_bytes}, margin {margin}, overhead {overhead_bytes})")
+        raise ValueError(
+            f"gpu_share: bad sizes (peak {peak_bytes}, total {total_bytes}, margin {margin}, overhead {overhead_bytes})"
+        )
     need = peak_bytes * (1 + margin) + overhead_bytes
     fits = int(total_bytes // need) if need > 0 else 10_000
     if fits <= 1:
@@ -142,14 +147,21 @@ def probe_peak_memory(
     data = load_dataset(config.dataset, config.data_root, download=config.download, image_size=config.image_size)
     batch = config.batch_size
     if isinstance(config, SearchConfig):
-        probe_config = config.replace(epochs=2, warmup_epochs=0, compile=False, device=device,
-                                      train_subset=min(len(data.train), 2 * batch * steps))
-        run: EpochRunner = Search(probe_config, data=data)
+        search_config = config.replace(
+            epochs=2,
+            warmup_epochs=0,
+            compile=False,
+            device=device,
+            train_subset=min(len(data.train), 2 * batch * steps),
+        )
+        run: Search | Training = Search(search_config, data=data)
     else:
         if genotype is None:
             raise ValueError("probe_peak_memory: a retraining probe needs the genotype")
-        probe_config = config.replace(epochs=2, warmup_epochs=0, device=device, train_subset=min(len(data.train), batch * steps))
-        run = Training(probe_config, genotype, data=data)
+        train_config = config.replace(
+            epochs=2, warmup_epochs=0, device=device, train_subset=min(len(data.train), batch * steps)
+        )
+        run = Training(train_config, genotype, data=data)
     measured = measure_epochs(run, epochs=2)
     image_bytes = data.in_channels * data.image_size**2 + 8  # uint8 pixels and an int64 label
     used = sum(len(idx) for idx in run.split.values())
@@ -164,24 +176,3 @@ def probe_peak_memory(
         "device_name": torch.cuda.get_device_name(run.device) if on_cuda else str(run.device),
         "images_per_s": measured.images_per_s,
     }
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Measure the peak GPU memory of one trial; prints JSON.")
-    parser.add_argument("--kind", choices=["search", "training"], required=True)
-    parser.add_argument("--config", required=True, help="the trial's settings as JSON")
-    parser.add_argument("--genotype", help="the genotype as JSON (training)")
-    parser.add_argument("--steps", type=int, default=3)
-    args = parser.parse_args(argv)
-    settings = json.loads(args.config)
-    if args.kind == "search":
-        result = probe_peak_memory(SearchConfig(**settings), steps=args.steps)
-    else:
-        genotype = Genotype.from_dict(json.loads(args.genotype)) if args.genotype else None
-        result = probe_peak_memory(TrainConfig(**settings), genotype, steps=args.steps)
-    print(json.dumps(result))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,7 +6,8 @@ checkpoint file, so a resumed retraining continues where it stopped: exactly (bi
 on the CPU, and on a GPU with ``deterministic=True``.
 ``Training.epochs()`` runs the remaining epochs and yields a :class:`TrainRecord`
 after each; ``run_training`` is the one-call form with the same callback hook as
-``run_search``.
+``run_search``. ``python -m pcdarts_core.train`` runs one retraining from the command line
+(:mod:`pcdarts_core.cli.train`, run by this package's ``__main__``).
 
 Model selection is honest: the reported accuracy is the *final* epoch's test
 accuracy. The test set is evaluated every epoch for the record, but nothing here
@@ -19,25 +20,34 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .cost import NetworkCost, network_cost
-from .data import DatasetBundle, DeviceBatches
-from .devices import peak_memory_bytes, reset_peak_memory
-from .errors import DataError, Diverged, UserInputError
-from .genotype import Genotype
-from .network import NetworkCIFAR, NetworkImageNet
-from .records import TrainRecord
-from .runner import EpochRunner, StepCallback, Totals, split_training_set
-from .schedules import learning_rate, linear_ramp
-from .speed import check_memory_format, load_optimizer_state, optimizer_kernels, speed_options
-from .train_config import TrainConfig
+from ..config import TrainConfig
+from ..cost import NetworkCost, network_cost
+from ..data import DatasetBundle, DeviceBatches
+from ..devices import peak_memory_bytes, reset_peak_memory
+from ..errors import DataError, Diverged, UserInputError
+from ..genotype import Genotype
+from ..network import NetworkCIFAR, NetworkImageNet
+from ..records import TrainRecord
+from ..runner import EpochRunner, StepCallback, Totals, split_training_set
+from ..schedules import learning_rate, linear_ramp
+from ..speed import check_memory_format, load_optimizer_state, optimizer_kernels, speed_options
 
-__all__ = ["Training", "TrainingDiverged", "TrainResult", "build_network", "run_training", "speed_options", "train_step"]
+__all__ = [
+    "Training",
+    "TrainingDiverged",
+    "TrainResult",
+    "build_network",
+    "run_training",
+    "speed_options",
+    "train_step",
+]
 
 
 class TrainingDiverged(Diverged):
@@ -50,7 +60,9 @@ class TrainingDiverged(Diverged):
 EpochCallback = Callable[[TrainRecord, "Training"], None]
 
 
-def build_network(config: TrainConfig, genotype: Genotype, num_classes: int, in_channels: int) -> NetworkCIFAR | NetworkImageNet:
+def build_network(
+    config: TrainConfig, genotype: Genotype, num_classes: int, in_channels: int
+) -> NetworkCIFAR | NetworkImageNet:
     """The evaluation network ``config.network`` for a genotype."""
     cls = NetworkImageNet if config.network == "imagenet" else NetworkCIFAR
     return cls(config.init_channels, num_classes, config.layers, config.auxiliary, genotype, in_channels=in_channels)
@@ -115,11 +127,14 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
             weight_decay=config.weight_decay,
             **optimizer_kernels(self.device),
         )
-        train_idx, valid_idx = split_training_set(len(data.train), 1 - config.valid_portion, config.seed, config.train_subset)
+        train_idx, valid_idx = split_training_set(
+            len(data.train), 1 - config.valid_portion, config.seed, config.train_subset
+        )
         if len(train_idx) == 0 or (config.valid_portion > 0 and len(valid_idx) == 0):
             raise UserInputError(
                 f"valid_portion={config.valid_portion}: leaves an empty train or validation split of the "
-                f"{len(data.train)} training images (train_subset={config.train_subset}); use more images or another portion"
+                f"{len(data.train)} training images (train_subset={config.train_subset}); use more images or another "
+                "portion"
             )
         self._place_training_split({"train": train_idx, **({"valid": valid_idx} if config.valid_portion > 0 else {})})
         self._parts["test"] = (data.test.images.to(self.device), data.test.labels.to(self.device))
@@ -140,11 +155,17 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
         """The learning rate of epoch ``epoch`` (0-based)."""
         cfg = self.config
         return learning_rate(
-            epoch, lr=cfg.lr, lr_min=cfg.lr_min, epochs=cfg.epochs, schedule=cfg.lr_schedule, warmup_epochs=cfg.warmup_epochs
+            epoch,
+            lr=cfg.lr,
+            lr_min=cfg.lr_min,
+            epochs=cfg.epochs,
+            schedule=cfg.lr_schedule,
+            warmup_epochs=cfg.warmup_epochs,
         )
 
     def drop_path_at(self, epoch: int) -> float:
-        """The drop-path probability of epoch ``epoch`` (0-based): 0 first, ramped linearly toward the configured value."""
+        """The drop-path probability of epoch ``epoch`` (0-based): 0 first, ramped linearly toward the
+        configured value."""
         return linear_ramp(epoch, self.config.epochs, self.config.drop_path_prob)
 
     def run_epoch(self, on_step: StepCallback | None = None) -> TrainRecord:
@@ -160,8 +181,8 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
         train_time = time.perf_counter() - start
         self.model.eval()
         test_loss, test_acc = self._evaluate("test", self._logits, stream=2)
-        valid_loss: Optional[float] = None
-        valid_acc: Optional[float] = None
+        valid_loss: float | None = None
+        valid_acc: float | None = None
         if "valid" in self._parts:
             valid_loss, valid_acc = self._evaluate("valid", self._logits, stream=3)
         # The weights are no longer those of the last good epoch: this object may not save or go on.

@@ -1,4 +1,5 @@
-"""``python -m pcdarts_core.search``: one PC-DARTS search from the command line.
+"""``python -m pcdarts_core.search``: one PC-DARTS search from the command line (the search itself is
+:class:`pcdarts_core.search.Search`).
 
 Writes into ``--out``: ``config.json``, ``checkpoint.pt`` (after every epoch),
 ``metrics.csv`` (one row per epoch), ``history.json`` (every epoch's record,
@@ -14,19 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-from .checkpoint import atomic_write_text
-from .cli import (
-    add_config_arguments,
-    add_run_arguments,
-    config_overrides,
-    open_run,
-    run_epochs,
-    run_main,
-)
-from .config import SearchConfig
-from .outputs import CHECKPOINT, write_config, write_genotype
-from .records import EpochRecord, records_csv
-from .searcher import Search
+from ..checkpoint import atomic_write_text
+from ..config import SearchConfig
+from ..outputs import CHECKPOINT, write_config, write_genotype
+from ..records import EpochRecord, records_csv
+from ..search import Search
+from . import run_main
+from .config_flags import add_config_arguments, config_overrides
+from .epoch_runs import add_run_arguments, open_run, run_epochs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         start=lambda: Search(SearchConfig(**overrides)),
     )
     if search.done:
-        print(f"search in {args.out} already finished {search.epoch} epochs; raise --epochs to extend it", file=sys.stderr)
+        print(
+            f"search in {args.out} already finished {search.epoch} epochs; raise --epochs to extend it", file=sys.stderr
+        )
         print(search.genotype().to_text())
         return 0
     write_config(args.out, search.config)
@@ -79,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         desc=f"search k={cfg.k} edge_norm={cfg.edge_norm} seed={cfg.seed}",
         intro=(
             f"{cfg.dataset}: {len(search.split['train'])} train / {len(search.split['valid'])} valid images, "
-            f"device {search.device}, epochs {search.epoch + 1}..{cfg.epochs} (architecture frozen for {cfg.warmup_epochs})"
+            f"device {search.device}, epochs {search.epoch + 1}..{cfg.epochs} (architecture frozen for "
+            f"{cfg.warmup_epochs})"
         ),
         save=lambda: write_outputs(args.out, search),
         postfix=lambda r: {"train_acc": f"{r.train_acc:.3f}", "valid_acc": f"{r.valid_acc:.3f}"},

@@ -1,4 +1,5 @@
-"""``python -m pcdarts_core.train``: retrain a genotype from scratch.
+"""``python -m pcdarts_core.train``: retrain a genotype from scratch (the retraining itself is
+:class:`pcdarts_core.train.Training`).
 
 Writes into ``--out``: ``config.json``, ``genotype.json`` and ``genotype.txt`` (what is
 trained), ``checkpoint.pt`` (after every epoch, so the last one is the final checkpoint),
@@ -14,21 +15,16 @@ import json
 import sys
 from pathlib import Path
 
-from .checkpoint import atomic_write_text
-from .cli import (
-    add_config_arguments,
-    add_run_arguments,
-    config_overrides,
-    open_run,
-    run_epochs,
-    run_main,
-)
-from .errors import UserInputError
-from .known_genotypes import KNOWN_GENOTYPES, load_genotype
-from .outputs import CHECKPOINT, write_config, write_genotype
-from .records import TrainRecord, records_csv
-from .train_config import PROTOCOLS, TrainConfig
-from .trainer import Training
+from ..checkpoint import atomic_write_text
+from ..config import PROTOCOLS, TrainConfig
+from ..errors import UserInputError
+from ..known_genotypes import KNOWN_GENOTYPES, load_genotype
+from ..outputs import CHECKPOINT, write_config, write_genotype
+from ..records import TrainRecord, records_csv
+from ..train import Training
+from . import run_main
+from .config_flags import add_config_arguments, config_overrides
+from .epoch_runs import add_run_arguments, open_run, run_epochs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=tuple(PROTOCOLS),
         help="the published protocol whose settings are the defaults (cifar: 600 epochs, batch 96, lr 0.025 cosine; "
-        "imagenet: 250 epochs, batch 1024, lr 0.5 with 5 warm-up epochs, the PC-DARTS linear decay, label smoothing 0.1); "
+        "imagenet: 250 epochs, batch 1024, lr 0.5 with 5 warm-up epochs, the PC-DARTS linear decay, label smoothing "
+        "0.1); "
         "the flags below override single settings (default: cifar)",
     )
     add_run_arguments(parser, "retraining", Training.RESUMABLE_CHANGES)
@@ -62,18 +59,23 @@ def write_outputs(out: Path, training: Training) -> None:
 
 def _resume(args: argparse.Namespace, checkpoint: Path, overrides: dict) -> Training:
     if args.protocol is not None:
-        raise UserInputError("--protocol: a resumed retraining keeps the settings of its checkpoint; leave --protocol out")
+        raise UserInputError(
+            "--protocol: a resumed retraining keeps the settings of its checkpoint; leave --protocol out"
+        )
     training = Training.resume(checkpoint, **overrides)
     if args.genotype is not None and load_genotype(args.genotype) != training.genotype():
         raise UserInputError(
-            f"--genotype: {checkpoint} retrains {training.genotype().to_text()}; leave --genotype out or use another --out"
+            f"--genotype: {checkpoint} retrains {training.genotype().to_text()}; leave --genotype out or use another "
+            "--out"
         )
     return training
 
 
 def _start(args: argparse.Namespace, overrides: dict) -> Training:
     if args.genotype is None:
-        raise UserInputError("--genotype: required to start a retraining; give a known name, a genotype file or its text")
+        raise UserInputError(
+            "--genotype: required to start a retraining; give a known name, a genotype file or its text"
+        )
     genotype = load_genotype(args.genotype)
     return Training(TrainConfig.protocol(args.protocol or "cifar", **overrides), genotype)
 
@@ -108,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         start=lambda: _start(args, overrides),
     )
     if training.done:
-        print(f"retraining in {args.out} already finished {training.epoch} epochs; raise --epochs to extend it", file=sys.stderr)
+        print(
+            f"retraining in {args.out} already finished {training.epoch} epochs; raise --epochs to extend it",
+            file=sys.stderr,
+        )
         print(_summary_line(training))
         return 0
     write_config(args.out, training.config)
@@ -121,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         quiet=args.quiet,
         desc=f"train {cfg.network} C={cfg.init_channels} L={cfg.layers} seed={cfg.seed}",
         intro=(
-            f"{cfg.dataset}: {len(split['train'])} train{valid} / {len(training.data.test)} test images, device {training.device}, "
+            f"{cfg.dataset}: {len(split['train'])} train{valid} / {len(training.data.test)} test images, device "
+            f"{training.device}, "
             f"{'bf16' if training.bf16 else 'fp32'}{', channels-last' if training.channels_last else ''}; "
-            f"{training.cost.parameters / 1e6:.2f}M parameters, {training.cost.multiply_adds / 1e6:.1f}M multiply-adds; "
+            f"{training.cost.parameters / 1e6:.2f}M parameters, {training.cost.multiply_adds / 1e6:.1f}M "
+            "multiply-adds; "
             f"epochs {training.epoch + 1}..{cfg.epochs}"
         ),
         save=lambda: write_outputs(args.out, training),

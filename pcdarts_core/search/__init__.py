@@ -5,7 +5,8 @@ the learning-rate schedule, the train/valid split, the epoch counter and the
 RNG states) and can save it to and restore it from one checkpoint file, so a
 resumed search continues exactly where it stopped. ``Search.epochs()`` runs the
 remaining epochs and yields an :class:`EpochRecord` after each; ``run_search``
-is the one-call form with a callback hook.
+is the one-call form with a callback hook. ``python -m pcdarts_core.search`` runs one search from
+the command line (:mod:`pcdarts_core.cli.search`, run by this package's ``__main__``).
 
 The speed options (:mod:`pcdarts_core.speed`: bf16 autocast, channels-last, fused optimisers, and
 ``compile``) change kernels only; the loop never reads a tensor on the host inside an epoch (the
@@ -16,23 +17,24 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .architect import Architect
-from .config import SearchConfig
-from .data import DatasetBundle, DeviceBatches
-from .devices import peak_memory_bytes, reset_peak_memory
-from .errors import Diverged, UserInputError
-from .genotype import Genotype
-from .records import EpochRecord
-from .runner import EpochRunner, StepCallback, Totals, split_training_set
-from .schedules import learning_rate
-from .speed import check_memory_format, full_precision, load_optimizer_state, optimizer_kernels, speed_options
-from .supernet import SearchNetwork
+from ..architect import Architect
+from ..config import SearchConfig
+from ..data import DatasetBundle, DeviceBatches
+from ..devices import peak_memory_bytes, reset_peak_memory
+from ..errors import Diverged, UserInputError
+from ..genotype import Genotype
+from ..records import EpochRecord
+from ..runner import EpochRunner, StepCallback, Totals, split_training_set
+from ..schedules import learning_rate
+from ..speed import check_memory_format, full_precision, load_optimizer_state, optimizer_kernels, speed_options
+from ..supernet import SearchNetwork
 
 __all__ = ["Search", "SearchDiverged", "SearchResult", "cosine_factor", "run_search", "search_step"]
 
@@ -125,7 +127,9 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
             **kernels,
         )
         self.architect = Architect(self.model, config, optimizer_options=kernels)
-        train_idx, valid_idx = split_training_set(len(data.train), config.train_portion, config.seed, config.train_subset)
+        train_idx, valid_idx = split_training_set(
+            len(data.train), config.train_portion, config.seed, config.train_subset
+        )
         if len(train_idx) == 0 or len(valid_idx) == 0:
             raise UserInputError(
                 f"train_portion={config.train_portion}: leaves an empty half of the {len(data.train)} training images "
@@ -138,7 +142,8 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         return self.model.genotype()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The supernet's full-precision logits of a batch, computed as configured (memory format, autocast, compile)."""
+        """The supernet's full-precision logits of a batch, computed as configured (memory format,
+        autocast, compile)."""
         with self.speed.autocast(self.device):
             return full_precision(self._forward(x.contiguous(memory_format=self.speed.memory_format)))
 
@@ -193,7 +198,15 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         for step, (x, y) in enumerate(train, start=1):
             valid_batch = next(valid) if valid is not None else None
             loss, logits = search_step(
-                model, self.architect, self.weight_optimizer, x, y, valid_batch, lr, cfg.grad_clip, logits_of=self.logits
+                model,
+                self.architect,
+                self.weight_optimizer,
+                x,
+                y,
+                valid_batch,
+                lr,
+                cfg.grad_clip,
+                logits_of=self.logits,
             )
             totals.add(loss, logits, y)
             if on_step is not None:
