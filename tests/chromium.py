@@ -55,7 +55,9 @@ def chromium_or_skip() -> str:
         why = _install()
         path = find_chromium()
         if path is None:
-            pytest.skip(f"no Chromium here and it could not be installed ({why}); install it with apt-get install chromium")
+            pytest.skip(
+                f"no Chromium here and it could not be installed ({why}); install it with apt-get install chromium"
+            )
     return path
 
 
@@ -64,18 +66,24 @@ def _run(browser: str, args: list[str], timeout: float) -> subprocess.CompletedP
     try:
         return subprocess.run(
             [browser, *FLAGS, f"--user-data-dir={profile}", *args],
-            capture_output=True, text=True, timeout=timeout,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def screenshot(browser: str, url: str, png: Path, size: tuple[int, int] = (1280, 2400), wait_ms: int = 5000,
-               timeout: float = 120) -> Path:
+def screenshot(
+    browser: str, url: str, png: Path, size: tuple[int, int] = (1280, 2400), wait_ms: int = 5000, timeout: float = 120
+) -> Path:
     """Render ``url`` (a file:// or http:// address) and save a PNG of the window."""
     png = Path(png)
-    done = _run(browser, [f"--window-size={size[0]},{size[1]}", f"--virtual-time-budget={wait_ms}",
-                          f"--screenshot={png}", url], timeout)
+    done = _run(
+        browser,
+        [f"--window-size={size[0]},{size[1]}", f"--virtual-time-budget={wait_ms}", f"--screenshot={png}", url],
+        timeout,
+    )
     if not png.is_file() or png.stat().st_size == 0:
         raise AssertionError(f"Chromium wrote no screenshot of {url} (exit {done.returncode}): {done.stderr[-500:]}")
     return png
@@ -119,9 +127,16 @@ class DevToolsPage:
 
     def __enter__(self) -> DevToolsPage:
         self._process = subprocess.Popen(
-            [self.browser, *FLAGS, f"--user-data-dir={self._profile}", f"--window-size={self.size[0]},{self.size[1]}",
-             "--remote-debugging-port=0", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.browser,
+                *FLAGS,
+                f"--user-data-dir={self._profile}",
+                f"--window-size={self.size[0]},{self.size[1]}",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             self._loop.run_until_complete(self._connect(self._endpoint()))
@@ -178,7 +193,11 @@ class DevToolsPage:
     def evaluate(self, expression: str) -> object:
         """The value of a JavaScript expression in the page."""
         result = self._loop.run_until_complete(
-            self._send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, session=True)
+            self._send(
+                "Runtime.evaluate",
+                {"expression": expression, "returnByValue": True, "awaitPromise": True},
+                session=True,
+            )
         )
         return result.get("result", {}).get("value")
 

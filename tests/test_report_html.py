@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from chromium import artifact_path, chromium_or_skip, rendered_dom, screenshot
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "study_tiny"
@@ -24,8 +23,13 @@ DIVERGED = ("search-011", 'loss is nan <script>alert("x")</script> & more')
 
 
 def _report(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator.report", str(folder), *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.report", str(folder), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +50,18 @@ def built(tmp_path_factory):
 
 def test_tables_and_pictures_rebuilt_from_the_folder(built):
     folder, output = built
-    assert "rebuilding the report" in output and "tables:" in output and "pictures:" in output and "report.html" in output
+    assert (
+        "rebuilding the report" in output and "tables:" in output and "pictures:" in output and "report.html" in output
+    )
     assert "MLflow" not in output  # --no-mlflow
     summary = pd.read_csv(folder / "summary.csv").set_index("setting")
-    assert list(summary.index) == ["k=1 edge_norm=off", "k=1 edge_norm=on", "k=4 edge_norm=off", "k=4 edge_norm=on", "random"]
+    assert list(summary.index) == [
+        "k=1 edge_norm=off",
+        "k=1 edge_norm=on",
+        "k=4 edge_norm=off",
+        "k=4 edge_norm=on",
+        "random",
+    ]
     searches = pd.read_csv(folder / "search.csv")
     finished = searches[searches["status"] == "finished"]
     for setting, group in finished.groupby("setting"):
@@ -58,7 +70,10 @@ def test_tables_and_pictures_rebuilt_from_the_folder(built):
     assert summary.loc["k=4 edge_norm=on", "searches_failed"] == 1
     # each setting's retrain accuracy is over its 2 genotypes, each the mean of its 2 seeds; random: 3 cells
     assert list(summary["retrain_test_acc_n"]) == [2, 2, 2, 2, 3]
-    assert summary["genotype_overlap"].between(0, 1).all() and summary["alpha_entropy_normal"].iloc[:4].between(0.9, 1).all()
+    assert (
+        summary["genotype_overlap"].between(0, 1).all()
+        and summary["alpha_entropy_normal"].iloc[:4].between(0.9, 1).all()
+    )
     comparisons = pd.read_csv(folder / "comparisons.csv")
     assert len(comparisons) == 3 * 2 + 4  # 3 settings x 2 metrics against DARTS, 4 settings against random
     assert set(comparisons["versus"]) == {"k=1 edge_norm=off", "random"}
@@ -76,14 +91,26 @@ def test_report_html_is_self_contained_and_escaped(built):
     images = re.findall(r'<img src="([^"]*)"', html)
     assert len(images) == len(pictures) and all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r'(src|href)="(?!data:)', html)  # nothing fetched from elsewhere
-    for heading in ("What was run", "Accuracy per setting", "Comparisons", "Search-to-retrain agreement",
-                    "Stability of the searches", "Cost", "Retrained genotypes", "Architecture weights of each search"):
+    for heading in (
+        "What was run",
+        "Accuracy per setting",
+        "Comparisons",
+        "Search-to-retrain agreement",
+        "Stability of the searches",
+        "Cost",
+        "Retrained genotypes",
+        "Architecture weights of each search",
+    ):
         assert heading in html
     assert html.count("<table") == 6  # accuracy, comparisons, stability, cost, genotypes, failed trials
     # the comparisons in plain words, with the small-n caveat
-    assert re.search(r"k=4 edge_norm=on vs k=1 edge_norm=off \(DARTS\), retrain test accuracy: [\d.]+ ± [\d.]+ vs [\d.]+ ± [\d.]+ %, "
-                     r"difference [+-][\d.]+ \[[+-][\d.]+, [+-][\d.]+\] points, p = [\d.]+, n = 2: not significant; "
-                     r"caveat: fewer than 4 values per group", html)
+    assert re.search(
+        r"k=4 edge_norm=on vs k=1 edge_norm=off \(DARTS\), retrain test accuracy: "
+        r"[\d.]+ ± [\d.]+ vs [\d.]+ ± [\d.]+ %, "
+        r"difference [+-][\d.]+ \[[+-][\d.]+, [+-][\d.]+\] points, p = [\d.]+, n = 2: not significant; "
+        r"caveat: fewer than 4 values per group",
+        html,
+    )
     assert "Kendall&#39;s tau" in html or "Kendall's tau" in html
     # text from the study is escaped: the diverged search's error shows as text, never as markup
     assert "<script" not in html and '&lt;script&gt;alert("x")&lt;/script&gt; &amp; more' in html
@@ -118,7 +145,7 @@ def test_not_a_finished_study_exits_2_with_one_line(tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "stage retrain not done" in done.stderr and "--resume" in done.stderr
     assert not (unfinished / "report.html").exists()
-    from orchestrator.report import open_study
+    from orchestrator.report.folder import open_study
     from pcdarts_core.errors import UserInputError
 
     for folder, words in ((tmp_path / "nothing", "no such folder"), (tmp_path, "not a study folder")):
@@ -129,7 +156,8 @@ def test_not_a_finished_study_exits_2_with_one_line(tmp_path):
 def test_report_logged_to_the_study_mlflow_run(built, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.report import FIGURES_DIR, REPORT_FILE, _log_to_mlflow
+    from orchestrator.report.folder import FIGURES_DIR, REPORT_FILE
+    from orchestrator.tracking import log_report_to_study_run
 
     folder, _ = built
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -139,11 +167,11 @@ def test_report_logged_to_the_study_mlflow_run(built, tmp_path):
     state = {"mlflow_uri": uri, "mlflow_run_id": run}
     paths = {name: folder / name for name in ("summary.csv", "summary.md", "comparisons.csv", REPORT_FILE)}
     lines: list[str] = []
-    _log_to_mlflow(folder, state, {**paths, "figures": folder / FIGURES_DIR}, lines.append)
+    log_report_to_study_run(folder, state, {**paths, "figures": folder / FIGURES_DIR}, lines.append)
     assert lines == [f"  MLflow: logged to run {run} at {uri}"]
     logged = {a.path for a in client.list_artifacts(run)}
     assert {REPORT_FILE, "summary.csv", "comparisons.csv", "spec.yaml", "arch_history.json", FIGURES_DIR} <= logged
     assert f"{FIGURES_DIR}/accuracy.png" in {a.path for a in client.list_artifacts(run, FIGURES_DIR)}
     # the fixture's own store does not exist: said, and nothing is created
-    _log_to_mlflow(folder, json.loads((FIXTURE / "study.json").read_text()), paths, lines.append)
+    log_report_to_study_run(folder, json.loads((FIXTURE / "study.json").read_text()), paths, lines.append)
     assert "does not exist; nothing logged" in lines[-1] and not Path("/nonexistent").exists()

@@ -10,7 +10,7 @@ import math
 import pytest
 from scipy import stats
 
-from orchestrator.statistics import (
+from orchestrator.report.statistics import (
     alpha_entropy,
     compare,
     describe,
@@ -35,6 +35,7 @@ def _nan(*values: float) -> bool:
 
 def _t_tail(t: float, df: float, steps: int = 20000) -> float:
     """P(T > t) for t >= 0: the integral of the t density from 0 to t, taken from one half."""
+
     def density(x: float) -> float:
         c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
         return c * (1 + x * x / df) ** (-(df + 1) / 2)
@@ -112,13 +113,21 @@ def test_identical_values_give_zero_width_interval_and_no_p():
     assert math.isnan(apart.p_value) and "no spread" in apart.note and not apart.significant
     # equal values whose float mean is not exactly them (0.8 · 3 / 3 = 0.8000000000000002): still no spread, no p
     rounded = compare([0.9, 0.9, 0.9], [0.8, 0.8, 0.8])
-    assert rounded.ci_low == rounded.ci_high == rounded.difference and math.isnan(rounded.p_value) and not rounded.significant
+    assert (
+        rounded.ci_low == rounded.ci_high == rounded.difference
+        and math.isnan(rounded.p_value)
+        and not rounded.significant
+    )
     assert describe([0.8, 0.8, 0.8]).std == 0.0
 
 
 def test_single_values_one_or_both_sides():
     both = compare([0.9], [0.8])
-    assert both.method == "none" and both.difference == pytest.approx(0.1) and _nan(both.ci_low, both.ci_high, both.p_value)
+    assert (
+        both.method == "none"
+        and both.difference == pytest.approx(0.1)
+        and _nan(both.ci_low, both.ci_high, both.p_value)
+    )
     empty = compare([], [0.8, 0.9])
     assert empty.n_a == 0 and _nan(empty.difference, empty.p_value)
 
@@ -186,16 +195,26 @@ def test_rank_agreement_small_table():
 # --- stability ------------------------------------------------------------------------------------------
 
 REDUCE = [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("avg_pool_3x3", 1)]
-A = Genotype([("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 0), ("sep_conv_5x5", 2)], [2, 3], REDUCE, [2, 3])
+A = Genotype(
+    [("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 0), ("sep_conv_5x5", 2)], [2, 3], REDUCE, [2, 3]
+)
 
 
 def test_overlap_on_crafted_genotypes():
-    swapped = Genotype([("skip_connect", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 2), ("max_pool_3x3", 0)], [2, 3],
-                       [REDUCE[1], REDUCE[0], REDUCE[3], REDUCE[2]], [2, 3])
+    swapped = Genotype(
+        [("skip_connect", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 2), ("max_pool_3x3", 0)],
+        [2, 3],
+        [REDUCE[1], REDUCE[0], REDUCE[3], REDUCE[2]],
+        [2, 3],
+    )
     assert genotype_overlap(A, A) == 1.0 and genotype_overlap(A, swapped) == 1.0  # order within a node is irrelevant
     # 2 of 8 edges differ: another op on the same input, and the same (input, op) moved to another node
-    two_off = Genotype([("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 0), ("dil_conv_3x3", 2)], [2, 3],
-                       [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 0)], [2, 3])
+    two_off = Genotype(
+        [("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 0), ("dil_conv_3x3", 2)],
+        [2, 3],
+        [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 0)],
+        [2, 3],
+    )
     assert genotype_overlap(A, two_off) == pytest.approx(6 / 8)
     # the same edges in the other cell do not count
     crossed = Genotype(REDUCE, [2, 3], list(A.normal), [2, 3])
@@ -205,7 +224,12 @@ def test_overlap_on_crafted_genotypes():
 
 
 def test_op_counts_skip_and_parameter_free():
-    assert op_counts(A) == {"skip_connect_normal": 1, "parameter_free_normal": 2, "skip_connect_reduce": 1, "parameter_free_reduce": 4}
+    assert op_counts(A) == {
+        "skip_connect_normal": 1,
+        "parameter_free_normal": 2,
+        "skip_connect_reduce": 1,
+        "parameter_free_reduce": 4,
+    }
 
 
 def test_alpha_entropy_uniform_one_hot_and_between():

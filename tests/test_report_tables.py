@@ -12,9 +12,12 @@ import pytest
 import yaml
 
 from orchestrator.errors import SpecError
-from orchestrator.reports import compare_settings, genotype_results, search_retrain_agreement, summarize, summary_markdown
+from orchestrator.report.comparisons import compare_settings, search_retrain_agreement
+from orchestrator.report.genotypes import genotype_results
+from orchestrator.report.statistics import compare
+from orchestrator.report.summary import summarize
+from orchestrator.report.tables import summary_markdown
 from orchestrator.spec import parse_spec, reference_setting
-from orchestrator.statistics import compare
 from pcdarts_core import KNOWN_GENOTYPES, random_genotype
 
 DARTS = KNOWN_GENOTYPES["DARTS_V2"].to_text()
@@ -22,30 +25,101 @@ PC = KNOWN_GENOTYPES["PC_DARTS_cifar"].to_text()
 OTHER = random_genotype(5).to_text()
 
 
+def _retrain_row(gid: str, setting: str, seed: int, acc: float) -> dict:
+    """A finished retrain trial of genotype ``gid`` with test accuracy ``acc``."""
+    return {
+        "stage": "retrain",
+        "trial": f"r-{gid}-{seed}",
+        "setting": setting,
+        "seed": seed,
+        "status": "finished",
+        "test_acc": acc,
+        "genotype_id": gid,
+        "parameters": 2000,
+        "time_s": 720.0,
+        "cpus": 1,
+        "gpus": 0.0,
+        "epochs": 2,
+    }
+
+
 def _study() -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
-    searches = [("k=1", 0.50, DARTS), ("k=1", 0.60, DARTS), ("k=1", 0.55, PC),
-                ("k=4", 0.70, PC), ("k=4", 0.65, PC), ("k=4", 0.60, OTHER)]
+    searches = [
+        ("k=1", 0.50, DARTS),
+        ("k=1", 0.60, DARTS),
+        ("k=1", 0.55, PC),
+        ("k=4", 0.70, PC),
+        ("k=4", 0.65, PC),
+        ("k=4", 0.60, OTHER),
+    ]
     for i, (setting, acc, genotype) in enumerate(searches):
-        rows.append({"stage": "search", "trial": f"s{i}", "setting": setting, "seed": i % 3, "k": int(setting[2]),
-                     "status": "finished", "valid_acc": acc, "parameters": 1000, "time_s": 360.0, "cpus": 1, "gpus": 0.0,
-                     "epochs": 2, "images_per_s": 100.0 + i, "peak_memory_bytes": (i + 1) * 2**20, "genotype": genotype})
-    retrains = {"g01": ("k=1", [0.80, 0.84]), "g02": ("k=4", [0.90, 0.92]), "g03": ("k=4", [0.70, 0.74]),
-                "random01": ("random", [0.60, 0.62]), "random02": ("random", [0.50, 0.54])}
+        rows.append(
+            {
+                "stage": "search",
+                "trial": f"s{i}",
+                "setting": setting,
+                "seed": i % 3,
+                "k": int(setting[2]),
+                "status": "finished",
+                "valid_acc": acc,
+                "parameters": 1000,
+                "time_s": 360.0,
+                "cpus": 1,
+                "gpus": 0.0,
+                "epochs": 2,
+                "images_per_s": 100.0 + i,
+                "peak_memory_bytes": (i + 1) * 2**20,
+                "genotype": genotype,
+            }
+        )
+    retrains = {
+        "g01": ("k=1", [0.80, 0.84]),
+        "g02": ("k=4", [0.90, 0.92]),
+        "g03": ("k=4", [0.70, 0.74]),
+        "random01": ("random", [0.60, 0.62]),
+        "random02": ("random", [0.50, 0.54]),
+    }
     for gid, (setting, accs) in retrains.items():
         for seed, acc in enumerate(accs):
-            rows.append({"stage": "retrain", "trial": f"r-{gid}-{seed}", "setting": setting, "seed": seed, "status": "finished",
-                         "test_acc": acc, "genotype_id": gid, "parameters": 2000, "time_s": 720.0, "cpus": 1, "gpus": 0.0,
-                         "epochs": 2, "genotype": OTHER if gid.startswith("random") else None})
-    selection = pd.DataFrame([
-        # g02 was found by a search of each setting: it counts for both
-        {"genotype_id": "g02", "setting": "k=4", "source": "s3", "found_by": "s2;s3;s4", "found_by_settings": "k=1;k=4",
-         "metric": "valid_acc", "value": 0.70, "genotype": PC},
-        {"genotype_id": "g01", "setting": "k=1", "source": "s1", "found_by": "s0;s1", "found_by_settings": "k=1",
-         "metric": "valid_acc", "value": 0.60, "genotype": DARTS},
-        {"genotype_id": "g03", "setting": "k=4", "source": "s5", "found_by": "s5", "found_by_settings": "k=4",
-         "metric": "valid_acc", "value": 0.60, "genotype": OTHER},
-    ])
+            rows.append(
+                {**_retrain_row(gid, setting, seed, acc), "genotype": OTHER if gid.startswith("random") else None}
+            )
+    selection = pd.DataFrame(
+        [
+            # g02 was found by a search of each setting: it counts for both
+            {
+                "genotype_id": "g02",
+                "setting": "k=4",
+                "source": "s3",
+                "found_by": "s2;s3;s4",
+                "found_by_settings": "k=1;k=4",
+                "metric": "valid_acc",
+                "value": 0.70,
+                "genotype": PC,
+            },
+            {
+                "genotype_id": "g01",
+                "setting": "k=1",
+                "source": "s1",
+                "found_by": "s0;s1",
+                "found_by_settings": "k=1",
+                "metric": "valid_acc",
+                "value": 0.60,
+                "genotype": DARTS,
+            },
+            {
+                "genotype_id": "g03",
+                "setting": "k=4",
+                "source": "s5",
+                "found_by": "s5",
+                "found_by_settings": "k=4",
+                "metric": "valid_acc",
+                "value": 0.60,
+                "genotype": OTHER,
+            },
+        ]
+    )
     return pd.DataFrame(rows), selection
 
 
@@ -65,15 +139,23 @@ def test_genotypes_averaged_over_seeds_first():
     assert k1.retrain_test_acc_mean == pytest.approx(0.865)
     assert k1.retrain_test_acc_std == pytest.approx(math.sqrt(2 * 0.045**2))
     half = 12.706204736174707 * k1.retrain_test_acc_std / math.sqrt(2)  # t(0.975, 1) from tables
-    assert (k1.retrain_test_acc_ci_low, k1.retrain_test_acc_ci_high) == (pytest.approx(0.865 - half), pytest.approx(0.865 + half))
-    # every genotype's two seeds differ by 0.02 or 0.04: with equal seed counts, the pooled seed std is the root of the mean variance
+    assert (k1.retrain_test_acc_ci_low, k1.retrain_test_acc_ci_high) == (
+        pytest.approx(0.865 - half),
+        pytest.approx(0.865 + half),
+    )
+    # every genotype's two seeds differ by 0.02 or 0.04: with equal seed counts, the pooled seed std is
+    # the root of the mean variance
     assert k1.retrain_seed_std == pytest.approx(math.sqrt((0.0008 + 0.0002) / 2))
     assert k4.retrain_test_acc_mean == pytest.approx((0.91 + 0.72) / 2)
     assert rnd.retrain_test_acc_mean == pytest.approx((0.61 + 0.52) / 2) and rnd.retrain_test_acc_n == 2
     # search statistics over the three searches of each setting
-    assert k1.search_valid_acc_n == 3 and k1.search_valid_acc_mean == pytest.approx(0.55) and k1.search_valid_acc_std == pytest.approx(0.05)
+    assert (
+        k1.search_valid_acc_n == 3
+        and k1.search_valid_acc_mean == pytest.approx(0.55)
+        and k1.search_valid_acc_std == pytest.approx(0.05)
+    )
     # stability: k=1 found DARTS, DARTS, PC: pairs (1, o, o) with o the DARTS/PC overlap
-    from orchestrator.statistics import genotype_overlap, op_counts
+    from orchestrator.report.statistics import genotype_overlap, op_counts
     from pcdarts_core import parse_genotype
 
     o = genotype_overlap(parse_genotype(DARTS), parse_genotype(PC))
@@ -90,13 +172,22 @@ def test_comparisons_with_reference_and_random():
     trials, selection = _study()
     table = compare_settings(trials, selection, ["k=1", "k=4"], "k=1", "DARTS")
     keys = list(zip(table["setting"], table["versus"], table["metric"]))
-    assert keys == [("k=4", "k=1", "search_valid_acc"), ("k=4", "k=1", "retrain_test_acc"),
-                    ("k=1", "random", "retrain_test_acc"), ("k=4", "random", "retrain_test_acc")]
+    assert keys == [
+        ("k=4", "k=1", "search_valid_acc"),
+        ("k=4", "k=1", "retrain_test_acc"),
+        ("k=1", "random", "retrain_test_acc"),
+        ("k=4", "random", "retrain_test_acc"),
+    ]
     row = table.iloc[0]
     expected = compare([0.70, 0.65, 0.60], [0.50, 0.60, 0.55])
-    assert (row["difference"], row["ci_low"], row["p_value"]) == (pytest.approx(expected.difference), pytest.approx(expected.ci_low),
-                                                                   pytest.approx(expected.p_value))
-    assert row["sentence"].startswith("k=4 vs k=1 (DARTS), search validation accuracy: 65.0 ± 5.0 vs 55.0 ± 5.0 %, difference +10.0 [")
+    assert (row["difference"], row["ci_low"], row["p_value"]) == (
+        pytest.approx(expected.difference),
+        pytest.approx(expected.ci_low),
+        pytest.approx(expected.p_value),
+    )
+    assert row["sentence"].startswith(
+        "k=4 vs k=1 (DARTS), search validation accuracy: 65.0 ± 5.0 vs 55.0 ± 5.0 %, difference +10.0 ["
+    )
     assert "n = 3: " in row["sentence"] and "caveat: fewer than 4 values per group" in row["sentence"]
     # retrain: g02 was found by both k=1 and k=4, so it is left out of both groups: g03 (0.72) vs g01 (0.82)
     retrain = table.iloc[1]
@@ -117,17 +208,29 @@ def test_comparisons_with_reference_and_random():
     assert set(compare_settings(trials, selection, ["k=1", "k=4"], None)["versus"]) == {"random"}
 
     agreement = search_retrain_agreement(genotype_results(trials, selection))
-    # searched genotypes (search, retrain): g02 (0.70, 0.91), g01 (0.60, 0.82), g03 (0.60, 0.72): 2 concordant pairs, 1 tie
+    # searched genotypes (search, retrain): g02 (0.70, 0.91), g01 (0.60, 0.82), g03 (0.60, 0.72):
+    # 2 concordant pairs, 1 tie
     assert agreement.n == 3 and agreement.tau == pytest.approx(2 / math.sqrt(3 * 2))
-    text = summary_markdown("tiny", summarize(trials, selection, ["k=1", "k=4"]), selection, trials, table, agreement,
-                            ["a note"])
-    assert "## Comparisons" in text and "- a note" in text and "Kendall's tau = +0.82" in text and "## Stability" in text
+    text = summary_markdown(
+        "tiny", summarize(trials, selection, ["k=1", "k=4"]), selection, trials, table, agreement, ["a note"]
+    )
+    assert (
+        "## Comparisons" in text and "- a note" in text and "Kendall's tau = +0.82" in text and "## Stability" in text
+    )
 
 
 BASE = {
     "name": "tiny",
     "dataset": {"name": "fashion_mnist_mini", "train_subset": 128},
-    "search": {"seed": [0, 1], "k": [1, 4], "edge_norm": [True, False], "init_channels": 4, "layers": 3, "epochs": 2, "warmup_epochs": 1},
+    "search": {
+        "seed": [0, 1],
+        "k": [1, 4],
+        "edge_norm": [True, False],
+        "init_channels": 4,
+        "layers": 3,
+        "epochs": 2,
+        "warmup_epochs": 1,
+    },
     "retrain": {"init_channels": 4, "layers": 3, "epochs": 1},
 }
 
@@ -147,7 +250,10 @@ def test_reference_setting_in_the_spec():
     label, why = reference_setting(_spec(k=[2, 4]))  # the default is not in this grid: left out, with the reason
     assert label is None and "report.reference" in why and "DARTS" in why
     problems = [
-        ({"reference": {"k": 2, "edge_norm": False}}, r"^tiny.yaml: report.reference: k=2, edge_norm=false is not a setting"),
+        (
+            {"reference": {"k": 2, "edge_norm": False}},
+            r"^tiny.yaml: report.reference: k=2, edge_norm=false is not a setting",
+        ),
         ({"reference": {"k": 4}}, r"report.reference: k=4 matches 2 settings .*also give edge_norm"),
         ({"reference": {"kk": 1}}, r"report.reference.kk: not a search setting"),
         ({"reference": {"edge_norm": 1, "k": 1}}, r"report.reference: .* is not a setting"),  # 1 is not false
@@ -160,13 +266,21 @@ def test_reference_setting_in_the_spec():
 
 def _add_genotype(trials: pd.DataFrame, selection: pd.DataFrame, gid: str, setting: str, accs: list[float]):
     """One more selected genotype, found only by ``setting``, retrained with len(accs) seeds."""
-    retrains = [{"stage": "retrain", "trial": f"r-{gid}-{seed}", "setting": setting, "seed": seed, "status": "finished",
-                 "test_acc": acc, "genotype_id": gid, "parameters": 2000, "time_s": 720.0, "cpus": 1, "gpus": 0.0, "epochs": 2}
-                for seed, acc in enumerate(accs)]
+    retrains = [_retrain_row(gid, setting, seed, acc) for seed, acc in enumerate(accs)]
     source = "s0" if setting == "k=1" else "s5"  # a search of that setting
-    chosen = {"genotype_id": gid, "setting": setting, "source": source, "found_by": source, "found_by_settings": setting,
-              "metric": "valid_acc", "value": 0.5, "genotype": OTHER}
-    return pd.concat([trials, pd.DataFrame(retrains)], ignore_index=True), pd.concat([selection, pd.DataFrame([chosen])], ignore_index=True)
+    chosen = {
+        "genotype_id": gid,
+        "setting": setting,
+        "source": source,
+        "found_by": source,
+        "found_by_settings": setting,
+        "metric": "valid_acc",
+        "value": 0.5,
+        "genotype": OTHER,
+    }
+    return pd.concat([trials, pd.DataFrame(retrains)], ignore_index=True), pd.concat(
+        [selection, pd.DataFrame([chosen])], ignore_index=True
+    )
 
 
 def test_shared_genotype_left_out_of_a_comparison_between_settings():

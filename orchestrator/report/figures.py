@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -28,16 +29,21 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Circle, FancyArrowPatch  # noqa: E402
 
 from pcdarts_core import Genotype  # noqa: E402
-from pcdarts_core.operations import PRIMITIVES  # noqa: E402
+from pcdarts_core.search_space import PRIMITIVES  # noqa: E402
+
+from ..trial import RANDOM  # noqa: E402
 
 DPI = 80
 #: One colour per operation, the same in every picture.
-OP_COLORS = dict(zip(PRIMITIVES, ("#9e9e9e", "#1f77b4", "#17becf", "#d62728", "#2ca02c", "#006400", "#9467bd", "#8c564b")))
+OP_COLORS = dict(
+    zip(PRIMITIVES, ("#9e9e9e", "#1f77b4", "#17becf", "#d62728", "#2ca02c", "#006400", "#9467bd", "#8c564b"))
+)
 CELL_NAMES = {"normal": "normal cell", "reduce": "reduction cell"}
 
 
 def png(figure: Figure, tight: bool = True) -> bytes:
-    """The figure as PNG bytes (``tight``: cropped to what is drawn, which costs a second drawing); the figure is closed."""
+    """The figure as PNG bytes (``tight``: cropped to what is drawn, which costs a second drawing);
+    the figure is closed."""
     buffer = io.BytesIO()
     try:
         figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight" if tight else None, facecolor="white")
@@ -62,14 +68,28 @@ def _draw_cell(ax: Any, genotype: Genotype, cell: str) -> None:
     colors = {0: "#cfe8cf", 1: "#cfe8cf", output: "#f6e3b4"}
     circles = {}
     for state, (x, y) in places.items():
-        circle = Circle((x, y), 0.38, facecolor=colors.get(state, "#d6e4f5"), edgecolor="#333333", linewidth=1.2, zorder=3)
+        circle = Circle(
+            (x, y), 0.38, facecolor=colors.get(state, "#d6e4f5"), edgecolor="#333333", linewidth=1.2, zorder=3
+        )
         ax.add_patch(circle)
         ax.text(x, y, names[state], ha="center", va="center", fontsize=8, zorder=4, fontweight="bold")
         circles[state] = circle
     for state in concat:
-        ax.add_patch(FancyArrowPatch(tuple(places[state]), tuple(places[output]), connectionstyle="arc3,rad=-0.12",
-                                     arrowstyle="-|>", mutation_scale=9, color="#b8b8b8", linestyle="--", linewidth=0.9,
-                                     patchA=circles[state], patchB=circles[output], zorder=1))
+        ax.add_patch(
+            FancyArrowPatch(
+                tuple(places[state]),
+                tuple(places[output]),
+                connectionstyle="arc3,rad=-0.12",
+                arrowstyle="-|>",
+                mutation_scale=9,
+                color="#b8b8b8",
+                linestyle="--",
+                linewidth=0.9,
+                patchA=circles[state],
+                patchB=circles[output],
+                zorder=1,
+            )
+        )
     lowest = highest = 0.0
     for node, pair in enumerate(genotype.nodes(cell)):
         twice = pair[0][1] == pair[1][1]
@@ -78,15 +98,35 @@ def _draw_cell(ax: Any, genotype: Genotype, cell: str) -> None:
             below = source < 2 if not twice else index == 0
             rad = 0.5 if below else -0.5  # left to right: a positive rad bends the arc below the line
             color = OP_COLORS.get(op, "black")
-            ax.add_patch(FancyArrowPatch(tuple(start), tuple(end), connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
-                                         mutation_scale=11, color=color, linewidth=1.6,
-                                         patchA=circles[source], patchB=circles[node + 2], zorder=2))
+            ax.add_patch(
+                FancyArrowPatch(
+                    tuple(start),
+                    tuple(end),
+                    connectionstyle=f"arc3,rad={rad}",
+                    arrowstyle="-|>",
+                    mutation_scale=11,
+                    color=color,
+                    linewidth=1.6,
+                    patchA=circles[source],
+                    patchB=circles[node + 2],
+                    zorder=2,
+                )
+            )
             # the top of the arc: arc3 is a quadratic Bézier whose middle lies half the control offset away
             delta = end - start
             label = (start + end) / 2 + rad / 2 * np.array([delta[1], -delta[0]])
             lowest, highest = min(lowest, label[1]), max(highest, label[1])
-            ax.text(label[0], label[1], op, ha="center", va="center", fontsize=7, color=color, zorder=5,
-                    bbox={"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolor": color, "linewidth": 0.6})
+            ax.text(
+                label[0],
+                label[1],
+                op,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=color,
+                zorder=5,
+                bbox={"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolor": color, "linewidth": 0.6},
+            )
     ax.set_xlim(-0.6, gap * output + 0.6)
     ax.set_ylim(lowest - 0.45, max(highest, 0.5) + 0.45)
     ax.set_aspect("equal")
@@ -126,7 +166,9 @@ def arch_weights_figure(epochs: list[dict[str, Any]], primitives: Sequence[str],
     if with_beta:
         largest = max(largest, max(max(e["betas_normal"]) for e in epochs), max(max(e["betas_reduce"]) for e in epochs))
     top = min(1.0, math.ceil(largest * 1.15 * 20) / 20)
-    figure, axes = plt.subplots(steps, 2 * per_cell, figsize=(1.45 * 2 * per_cell + 1.8, 1.25 * steps + 0.9), squeeze=False)
+    figure, axes = plt.subplots(
+        steps, 2 * per_cell, figsize=(1.45 * 2 * per_cell + 1.8, 1.25 * steps + 0.9), squeeze=False
+    )
     for c, cell in enumerate(("normal", "reduce")):
         alphas = np.array([e[f"alphas_{cell}"] for e in epochs])  # epochs x edges x ops
         betas = np.array([e[f"betas_{cell}"] for e in epochs]) if with_beta else None
@@ -146,7 +188,13 @@ def arch_weights_figure(epochs: list[dict[str, Any]], primitives: Sequence[str],
                 elif with_beta and source == per_cell - 1:
                     _warmup_span(ax, frozen)
                     for j in range(node + 2):
-                        ax.plot(numbers, betas[:, start + j], linewidth=1.3, color=plt.cm.viridis(j / max(1, node + 1)), label=f"in {j}")
+                        ax.plot(
+                            numbers,
+                            betas[:, start + j],
+                            linewidth=1.3,
+                            color=plt.cm.viridis(j / max(1, node + 1)),
+                            label=f"in {j}",
+                        )
                     ax.set_title(f"{cell} · β node {node}", fontsize=7.5)
                     ax.legend(fontsize=5.5, loc="upper left", frameon=False, ncol=2, handlelength=1)
                 else:
@@ -162,7 +210,10 @@ def arch_weights_figure(epochs: list[dict[str, Any]], primitives: Sequence[str],
     handles = [plt.Line2D([], [], color=OP_COLORS.get(op, "black"), linewidth=2, label=op) for op in primitives]
     handles.append(plt.Rectangle((0, 0), 1, 1, color="#e8e8e8", label="warm-up (α frozen)"))
     figure.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
-    figure.suptitle(f"{title}: softmaxed α per edge" + (" and β per node" if with_beta else "") + " over the epochs (x: epoch)", fontsize=10)
+    figure.suptitle(
+        f"{title}: softmaxed α per edge" + (" and β per node" if with_beta else "") + " over the epochs (x: epoch)",
+        fontsize=10,
+    )
     figure.subplots_adjust(left=0.04, right=0.86, top=0.86, bottom=0.08, wspace=0.12, hspace=0.25)
     return png(figure, tight=False)
 
@@ -176,16 +227,32 @@ def _strip(ax: Any, groups: list[tuple[str, list[float]]], seeds: dict[str, list
     positions = np.arange(len(groups))
     boxed = [(p, v) for p, (_, v) in zip(positions, groups) if len(v) > 1]
     if boxed:
-        ax.boxplot([v for _, v in boxed], positions=[p for p, _ in boxed], widths=0.5, showfliers=False,
-                   medianprops={"color": "#444444"}, boxprops={"color": "#888888"}, whiskerprops={"color": "#888888"},
-                   capprops={"color": "#888888"})
+        ax.boxplot(
+            [v for _, v in boxed],
+            positions=[p for p, _ in boxed],
+            widths=0.5,
+            showfliers=False,
+            medianprops={"color": "#444444"},
+            boxprops={"color": "#888888"},
+            whiskerprops={"color": "#888888"},
+            capprops={"color": "#888888"},
+        )
     for position, (label, values) in zip(positions, groups):
-        color = "#7f7f7f" if label == "random" else "#1f77b4"
+        color = "#7f7f7f" if label == RANDOM else "#1f77b4"
         if seeds and seeds.get(label):
-            ax.scatter(position + 0.28 + rng.uniform(-0.04, 0.04, len(seeds[label])), seeds[label], s=12, facecolors="none",
-                       edgecolors="#999999", linewidths=0.8, zorder=3)
+            ax.scatter(
+                position + 0.28 + rng.uniform(-0.04, 0.04, len(seeds[label])),
+                seeds[label],
+                s=12,
+                facecolors="none",
+                edgecolors="#999999",
+                linewidths=0.8,
+                zorder=3,
+            )
         if values:
-            ax.scatter(position + rng.uniform(-0.1, 0.1, len(values)), values, s=30, color=color, zorder=4, edgecolors="white")
+            ax.scatter(
+                position + rng.uniform(-0.1, 0.1, len(values)), values, s=30, color=color, zorder=4, edgecolors="white"
+            )
             ax.plot([position - 0.25, position + 0.25], [np.mean(values)] * 2, color="#d62728", linewidth=1.5, zorder=5)
     ax.set_xticks(positions)
     ax.set_xticklabels([label for label, _ in groups], rotation=20, ha="right", fontsize=8)
@@ -193,8 +260,9 @@ def _strip(ax: Any, groups: list[tuple[str, list[float]]], seeds: dict[str, list
     ax.grid(axis="y", color="#eeeeee")
 
 
-def accuracy_figure(search: list[tuple[str, list[float]]], retrain: list[tuple[str, list[float]]],
-                    retrain_seeds: dict[str, list[float]]) -> bytes:
+def accuracy_figure(
+    search: list[tuple[str, list[float]]], retrain: list[tuple[str, list[float]]], retrain_seeds: dict[str, list[float]]
+) -> bytes:
     """Left: each setting's searches' validation accuracy. Right: each setting's retrained genotypes'
     test accuracy (mean over seeds; the seeds' own values as hollow points), the random baseline last."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(max(8.0, 1.3 * len(retrain) + 4), 4.2))
@@ -203,7 +271,9 @@ def accuracy_figure(search: list[tuple[str, list[float]]], retrain: list[tuple[s
     left.set_title("search: final validation accuracy (one point per search)", fontsize=9)
     left.set_ylabel("accuracy (%)")
     _strip(right, percent(retrain), {k: [100 * v for v in vals] for k, vals in retrain_seeds.items()})
-    right.set_title("retrain: test accuracy per genotype (mean over seeds;\nhollow: single seeds; red line: mean)", fontsize=9)
+    right.set_title(
+        "retrain: test accuracy per genotype (mean over seeds;\nhollow: single seeds; red line: mean)", fontsize=9
+    )
     return png(figure)
 
 

@@ -1,16 +1,14 @@
 """The statistics of a study report, on plain lists of numbers and genotypes (numpy and scipy only).
 
-* :func:`describe`: n, mean, sample standard deviation and a 95% confidence interval of the mean
-  from the t distribution.
-* :func:`compare`: the difference of two groups' means with a 95% confidence interval and a
-  p-value: Welch's t-test when both groups have two or more values; when one group has a single
-  value, the single-case t-test of Crawford and Howell (1998) for both.
+* :func:`describe`: n, mean, sample standard deviation and the 95% t interval of the mean.
+* :func:`compare`: the difference of two groups' means with its 95% interval and p-value.
 * :func:`rank_agreement`: Kendall's tau between two paired lists.
 * :func:`genotype_overlap`, :func:`mean_pairwise_overlap`, :func:`op_counts`, :func:`alpha_entropy`:
   how stable the searches of one setting are.
 
-Too few values never raise or warn: a value that cannot be computed is NaN, and identical
-values give a zero standard deviation and a zero-width interval.
+The method, with its formulas and how far to trust it, is written once, in ``method.md`` beside this
+module (``report.html`` shows it). Too few values never raise or warn: a value that cannot be
+computed is NaN, and identical values give a zero standard deviation and a zero-width interval.
 """
 
 from __future__ import annotations
@@ -19,14 +17,14 @@ import itertools
 import math
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from scipy import stats
 
 from pcdarts_core import Genotype
-from pcdarts_core.operations import PARAMETER_FREE
+from pcdarts_core.search_space import PARAMETER_FREE
 
 CONFIDENCE = 0.95
 #: Below this many values per group, a comparison is printed with a caveat.
@@ -74,13 +72,11 @@ def describe(values: Iterable[float], confidence: float = CONFIDENCE) -> Estimat
 
 @dataclass(frozen=True)
 class Difference:
-    """``mean(a) - mean(b)`` with its 95% interval and two-sided p-value.
+    """``mean(a) - mean(b)`` with its 95% interval and two-sided p-value (see ``method.md``).
 
-    ``method``: ``welch`` (Welch's t-test), ``single-case`` (one group is a single value x*, the
-    other n >= 2 values with mean x̄ and standard deviation s: Crawford and Howell's test, which
-    treats x* as one more draw from the other group's distribution, t = (x* - x̄) / (s·√((n+1)/n))
-    with n - 1 degrees of freedom, for the interval and p), or ``none`` (nothing beyond the
-    difference can be said). ``note`` says why a value is NaN."""
+    ``method``: ``welch`` (Welch's t-test), ``single-case`` (one group is a single value: Crawford
+    and Howell's test) or ``none`` (nothing beyond the difference can be said). ``note`` says why a
+    value is NaN."""
 
     n_a: int
     n_b: int
@@ -114,22 +110,30 @@ def compare(a: Iterable[float], b: Iterable[float], confidence: float = CONFIDEN
         return Difference(n_a, n_b, mean_a, mean_b, NAN, NAN, NAN, NAN, "none", "a group has no values")
     diff = mean_a - mean_b
     if n_a == 1 and n_b == 1:
-        return Difference(n_a, n_b, mean_a, mean_b, diff, NAN, NAN, NAN, "none", "one value per group: no interval or p-value")
+        return Difference(
+            n_a, n_b, mean_a, mean_b, diff, NAN, NAN, NAN, "none", "one value per group: no interval or p-value"
+        )
     if n_a >= 2 and n_b >= 2:
         if _constant(x) and _constant(y):
-            return Difference(n_a, n_b, mean_a, mean_b, diff, diff, diff, NAN, "welch", "no spread in either group: p undefined")
+            return Difference(
+                n_a, n_b, mean_a, mean_b, diff, diff, diff, NAN, "welch", "no spread in either group: p undefined"
+            )
         with warnings.catch_warnings():
             # one constant group is exact here (its variance is 0), not a loss of precision
             warnings.simplefilter("ignore", RuntimeWarning)
             result = stats.ttest_ind(x, y, equal_var=False)
             interval = result.confidence_interval(confidence)
-        return Difference(n_a, n_b, mean_a, mean_b, diff, float(interval.low), float(interval.high), float(result.pvalue), "welch")
+        return Difference(
+            n_a, n_b, mean_a, mean_b, diff, float(interval.low), float(interval.high), float(result.pvalue), "welch"
+        )
     # One side is a single value (Crawford and Howell): its own spread is unknown, so it is taken as
     # one more draw from the other group's distribution; the standard error of x* - x̄ is then s·√((n+1)/n).
     group = y if n_a == 1 else x
     n = len(group)
     if _constant(group):
-        return Difference(n_a, n_b, mean_a, mean_b, diff, diff, diff, NAN, "single-case", "no spread in the larger group: p undefined")
+        return Difference(
+            n_a, n_b, mean_a, mean_b, diff, diff, diff, NAN, "single-case", "no spread in the larger group: p undefined"
+        )
     se = float(group.std(ddof=1)) * math.sqrt((n + 1) / n)
     note = "one group has a single value: single-case t-test (Crawford-Howell)"
     half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * se

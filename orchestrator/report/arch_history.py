@@ -12,19 +12,30 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pcdarts_core.checkpoint import atomic_write_text, load_checkpoint
-from pcdarts_core.outputs import CHECKPOINT
 from pcdarts_core.errors import UserInputError
-from pcdarts_core.operations import PRIMITIVES
+from pcdarts_core.outputs import CHECKPOINT
+from pcdarts_core.search_space import PRIMITIVES
+
+from ..trial import Trial
 
 ARCH_HISTORY_FILE = "arch_history.json"
 #: What is kept of each search epoch (the search core's EpochRecord fields).
 EPOCH_FIELDS = (
-    "epoch", "arch_frozen", "valid_acc", "epoch_time_s", "images_per_s", "peak_memory_bytes",
-    "alphas_normal", "alphas_reduce", "betas_normal", "betas_reduce",
+    "epoch",
+    "arch_frozen",
+    "valid_acc",
+    "epoch_time_s",
+    "images_per_s",
+    "peak_memory_bytes",
+    "alphas_normal",
+    "alphas_reduce",
+    "betas_normal",
+    "betas_reduce",
 )
 
 
@@ -43,7 +54,9 @@ def _latest_checkpoint(storage_path: str, trial_folder: str, into: Path) -> Path
     filesystem, root = pafs.FileSystem.from_uri(storage_path)
     trial = f"{root.rstrip('/')}/{trial_folder}"
     entries = filesystem.get_file_info(pafs.FileSelector(trial, allow_not_found=True))
-    folders = sorted(e.path for e in entries if e.type == pafs.FileType.Directory and e.base_name.startswith("checkpoint_"))
+    folders = sorted(
+        e.path for e in entries if e.type == pafs.FileType.Directory and e.base_name.startswith("checkpoint_")
+    )
     if not folders:
         return None
     source = f"{folders[-1]}/{CHECKPOINT}"
@@ -63,16 +76,17 @@ def extract_history(checkpoint: Path) -> list[dict[str, Any]]:
     return [{name: _rounded(record.get(name)) for name in EPOCH_FIELDS} for record in state["history"]]
 
 
-def save_arch_history(folder: Path, storage_path: str, experiment: str, trials: list[dict[str, Any]],
-                      say: Callable[[str], None] = print) -> Path:
-    """Write ``arch_history.json``: for each search trial (key, setting, seed), its epochs, from its
+def save_arch_history(
+    folder: Path, storage_path: str, experiment: str, trials: Sequence[Trial], say: Callable[[str], None] = print
+) -> Path:
+    """Write ``arch_history.json``: for each search trial (its key, setting and seed), its epochs, from its
     latest checkpoint in ``storage_path/experiment/KEY``. A trial without a readable checkpoint is
     listed under ``missing`` with the reason, and the report shows it without its α/β pictures."""
     found: dict[str, Any] = {}
     missing: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="pcdarts-arch-") as tmp:
         for trial in trials:
-            key = trial["key"]
+            key = trial.key
             try:
                 checkpoint = _latest_checkpoint(storage_path, f"{experiment}/{key}", Path(tmp))
                 if checkpoint is None:
@@ -83,12 +97,14 @@ def save_arch_history(folder: Path, storage_path: str, experiment: str, trials: 
             except (OSError, UserInputError) as err:
                 missing[key] = " ".join(str(err).split())[:200]
                 continue
-            found[key] = {"setting": trial["setting"], "seed": trial["seed"], "epochs": epochs}
+            found[key] = {"setting": trial.setting, "seed": trial.seed, "epochs": epochs}
     path = folder / ARCH_HISTORY_FILE
     document = {"primitives": list(PRIMITIVES), "trials": found, "missing": missing}
     atomic_write_text(path, json.dumps(document, separators=(",", ":")) + "\n")
-    say(f"  architecture weights of {len(found)} searches saved to {ARCH_HISTORY_FILE}"
-        + (f" ({len(missing)} without a checkpoint)" if missing else ""))
+    say(
+        f"  architecture weights of {len(found)} searches saved to {ARCH_HISTORY_FILE}"
+        + (f" ({len(missing)} without a checkpoint)" if missing else "")
+    )
     return path
 
 
@@ -100,6 +116,8 @@ def load_arch_history(folder: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise UserInputError(f"{path}: not valid JSON ({err}); delete it to rebuild the report without α/β pictures") from None
+        raise UserInputError(
+            f"{path}: not valid JSON ({err}); delete it to rebuild the report without α/β pictures"
+        ) from None
     document.setdefault("missing", {})
     return document

@@ -1,0 +1,60 @@
+"""The study folder as the report sees it: the files it reads (checked by :func:`open_study`) and
+the names of those it writes besides the tables (``report.html``, ``report_figures/``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from pcdarts_core.errors import UserInputError
+
+from ..plan import StudyPlan
+from ..spec import parse_spec
+from ..study_files import SELECTION_FILE, SPEC_FILE, STATE_FILE, stage_table
+
+REPORT_FILE = "report.html"
+FIGURES_DIR = "report_figures"
+#: The stage tables the report is built from.
+NEEDED = (stage_table("search"), SELECTION_FILE, stage_table("retrain"))
+
+
+def open_study(folder: Path) -> tuple[StudyPlan, dict[str, Any]]:
+    """The plan and state of a study folder whose search, select and retrain stages are done."""
+    if not folder.is_dir():
+        raise UserInputError(f"{folder}: no such folder; give a study folder, e.g. studies/quickstart")
+    if not (folder / STATE_FILE).is_file() or not (folder / SPEC_FILE).is_file():
+        raise UserInputError(
+            f"{folder}: not a study folder (no {STATE_FILE} or {SPEC_FILE}); give the --out folder of a study"
+        )
+    try:
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserInputError(f"{folder / STATE_FILE}: not valid JSON ({err}); the study folder is damaged") from None
+    missing = [stage for stage in ("search", "select", "retrain") if stage not in state.get("stages_done", [])]
+    if missing:
+        raise UserInputError(
+            f"{folder}: the study is not finished (stage {missing[0]} not done); finish it with "
+            f"python -m orchestrator.run {folder / SPEC_FILE} --resume --out {folder}"
+        )
+    absent = [name for name in NEEDED if not (folder / name).is_file()]
+    if absent:
+        raise UserInputError(f"{folder}: {absent[0]} is missing; the study folder is incomplete")
+    raw = yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8"))
+    return StudyPlan.from_spec(parse_spec(raw, source=str(folder / SPEC_FILE))), state
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV file of the study folder."""
+    return pd.read_csv(path, keep_default_na=True)
+
+
+def load_trials(folder: Path) -> pd.DataFrame:
+    """search.csv and retrain.csv (empty when nothing was retrained) as one table."""
+    tables = [read_table(folder / stage_table("search"))]
+    if (folder / stage_table("retrain")).stat().st_size > 0:
+        tables.append(read_table(folder / stage_table("retrain")))
+    return pd.concat(tables, ignore_index=True)
