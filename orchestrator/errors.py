@@ -13,7 +13,6 @@ class SpecError(UserInputError):
         self.problem = problem
         super().__init__(f"{source}: {path}: {problem}" if path else f"{source}: {problem}")
 
-
     def within(self, source: str) -> SpecError:
         """The same problem, said of another source (the YAML file's name)."""
         return SpecError(self.path, self.problem, source)

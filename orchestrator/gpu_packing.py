@@ -6,7 +6,7 @@ memory every CUDA process holds, as 1/n of the GPU, at most 1). Before a stage s
 :func:`measure_gpu_shares` probes each distinct trial setting once (seeds do not change the memory):
 two epochs of a few steps on the setting's own data, in a fresh process on the driver
 (``python -m pcdarts_core.probe``), so the driver holds no GPU memory afterwards and no trial shares
-the GPU with a probe. The share is written into each trial's description (``trial["gpus"]``, which
+the GPU with a probe. The share is written into each trial's description (its ``gpus``, which
 its row in the reports shows), and :func:`trial_resources` hands it to Tune unchanged. A restored
 stage keeps the descriptions Tune saved, shares included, so it probes nothing again.
 
@@ -19,11 +19,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+import ray
+import torch
 
 from pcdarts_core.probe import gpu_share
 
-Probe = Callable[[dict[str, Any]], dict[str, Any]]
+from .trial import Trial
+
+Probe = Callable[[Trial], dict[str, Any]]
 Say = Callable[[str], None]
 MiB = 2**20
 PROBE_TIMEOUT_S = 900
@@ -34,16 +40,14 @@ class ProbeUnavailable(RuntimeError):
     """The peak memory of a trial could not be measured here."""
 
 
-def probe_in_subprocess(trial: dict[str, Any]) -> dict[str, Any]:
+def probe_in_subprocess(trial: Trial) -> dict[str, Any]:
     """Measure one trial's peak GPU memory in a fresh process; the probe's JSON as a dict."""
-    import torch
-
     if not torch.cuda.is_available():
         raise ProbeUnavailable("the driver has no CUDA device to probe on")
-    kind = "search" if trial["stage"] == "search" else "training"
-    command = [sys.executable, "-m", "pcdarts_core.probe", "--kind", kind, "--config", json.dumps(trial["config"])]
-    if "genotype" in trial:
-        command += ["--genotype", json.dumps(trial["genotype"])]
+    kind = "search" if trial.stage == "search" else "training"
+    command = [sys.executable, "-m", "pcdarts_core.probe", "--kind", kind, "--config", json.dumps(trial.config)]
+    if trial.genotype is not None:
+        command += ["--genotype", json.dumps(trial.genotype)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -57,21 +61,21 @@ def probe_in_subprocess(trial: dict[str, Any]) -> dict[str, Any]:
         raise ProbeUnavailable(f"the probe printed no result: {done.stdout.strip()[-200:]!r}") from None
 
 
-def probe_key(trial: dict[str, Any]) -> str:
+def probe_key(trial: Trial) -> str:
     """What decides a trial's memory: its stage, settings without the seed, and genotype."""
-    config = {k: v for k, v in trial["config"].items() if k != "seed"}
-    return json.dumps([trial["stage"], config, trial.get("genotype")], sort_keys=True)
+    config = {k: v for k, v in trial.config.items() if k != "seed"}
+    return json.dumps([trial.stage, config, trial.genotype], sort_keys=True)
 
 
 def measure_gpu_shares(
-    trials: list[dict[str, Any]],
+    trials: list[Trial],
     margin: float,
     gpus_in_cluster: float,
     probe: Probe | None = None,
     say: Say = print,
-) -> None:
-    """Write each trial's GPU share into ``trial["gpus"]``, probing each distinct setting once
-    (``probe``, by default :func:`probe_in_subprocess`; one after another, before any trial of the stage runs).
+) -> list[Trial]:
+    """The trials, each with its GPU share as ``gpus``, probing each distinct setting once (``probe``,
+    by default :func:`probe_in_subprocess`; one after another, before any trial of the stage runs).
 
     Without a GPU in the cluster every share is 0 and nothing is probed. A setting whose probe
     cannot run gets 1 (a whole GPU: safe, but unpacked), said as a warning naming the setting.
@@ -79,23 +83,22 @@ def measure_gpu_shares(
     probe = probe or probe_in_subprocess
     if gpus_in_cluster <= 0:
         say(NO_GPU_NOTE)
-        for trial in trials:
-            trial["gpus"] = 0.0
-        return
-    groups: dict[str, list[dict[str, Any]]] = {}
+        return [trial.model_copy(update={"gpus": 0.0}) for trial in trials]
+    groups: dict[str, list[Trial]] = {}
     for trial in trials:
         groups.setdefault(probe_key(trial), []).append(trial)
-    stage = trials[0]["stage"] if trials else "?"
-    say(f"stage {stage}: measuring the GPU memory of {len(groups)} setting(s) on the driver's GPU (one short probe each)")
-    for group in groups.values():
-        share = _share_of(group[0], len(group), margin, probe, say)
-        for trial in group:
-            trial["gpus"] = share
+    stage = trials[0].stage if trials else "?"
+    say(
+        f"stage {stage}: measuring the GPU memory of {len(groups)} setting(s) on the driver's GPU "
+        "(one short probe each)"
+    )
+    shares = {key: _share_of(group[0], len(group), margin, probe, say) for key, group in groups.items()}
+    return [trial.model_copy(update={"gpus": shares[probe_key(trial)]}) for trial in trials]
 
 
-def _share_of(trial: dict[str, Any], count: int, margin: float, probe: Probe, say: Say) -> float:
+def _share_of(trial: Trial, count: int, margin: float, probe: Probe, say: Say) -> float:
     """The GPU share of the ``count`` trials of ``trial``'s setting, from one probe of it."""
-    what = f"resources.gpus_per_trial=auto: {trial['stage']} {trial.get('setting', trial['key'])}"
+    what = f"resources.gpus_per_trial=auto: {trial.stage} {trial.setting}"
     try:
         measured = probe(trial)
     except ProbeUnavailable as err:
@@ -113,13 +116,10 @@ def trial_resources(config: dict[str, Any]) -> dict[str, float]:
     """A trial's resources for ``tune.with_resources``: the CPUs and the GPU share its description
     holds (measured before the stage started; nothing is probed here). A description without a
     measured share (a stage begun by an older version) asks for a whole GPU."""
-    trial = config["trial"]
-    gpus = trial["gpus"]
-    return {"cpu": trial["cpus"], "gpu": float(gpus) if isinstance(gpus, (int, float)) else 1.0}
+    trial = Trial.from_param(config)
+    return {"cpu": trial.cpus, "gpu": trial.gpus if isinstance(trial.gpus, float) else 1.0}
 
 
 def cluster_gpus() -> float:
     """GPUs of the Ray cluster this process is connected to (0 when none or not connected)."""
-    import ray
-
     return float(ray.cluster_resources().get("GPU", 0.0)) if ray.is_initialized() else 0.0

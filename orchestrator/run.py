@@ -17,7 +17,9 @@ from pcdarts_core.cli import run_main
 from pcdarts_core.errors import UserInputError
 
 from .errors import StudyInterrupted
-from .spec import load_spec
+from .plan import StudyPlan
+from .spec_file import load_spec
+from .study_files import SPEC_FILE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a spec value (YAML), e.g. --set search.epochs=5 --set 'search.k=[1, 4]'; repeatable",
     )
     parser.add_argument("--out", type=Path, help="study folder (default: studies/NAME)")
-    parser.add_argument("--resume", action="store_true", help="continue the study in --out: finished stages and trials are kept")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the study in --out: finished stages and trials are kept"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the trials each stage would run, then exit")
     parser.add_argument("--verbose", action="store_true", help="show Ray's and Ray Tune's own output")
     return parser
@@ -53,11 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     spec, raw = load_spec(args.spec, args.overrides)
     folder = (args.out or Path("studies") / spec.name).expanduser()
-    from .study import SPEC_FILE, Study, describe_plan, preflight, ray_session
-
     if args.dry_run:
-        print(describe_plan(spec, folder))
+        print(StudyPlan.from_spec(spec).describe(folder))
         return 0
+    # imported after the dry run, which must stay light: these import Ray and torch
+    from .preflight import preflight
+    from .ray_cluster import ray_session
+    from .study import Study
+
     # Ray reads these when it starts: no usage reporting, and no Tune tables unless asked for.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not args.verbose:

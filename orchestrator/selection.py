@@ -15,6 +15,7 @@ import pandas as pd
 from pcdarts_core import Genotype, parse_genotype, random_genotype
 
 from .spec import BaselineSpec, SelectSpec
+from .trial import TrialStatus
 
 LOWER_IS_BETTER = {"valid_loss"}
 SELECTION_COLUMNS = ("genotype_id", "setting", "source", "found_by", "found_by_settings", "metric", "value", "genotype")
@@ -35,7 +36,7 @@ def canonical_genotype(genotype: Genotype) -> str:
 
 def select_genotypes(searches: pd.DataFrame, select: SelectSpec) -> pd.DataFrame:
     """The genotypes to retrain, best first, one row each (see :data:`SELECTION_COLUMNS`)."""
-    finished = searches[(searches["status"] == "finished") & searches["genotype"].notna()].copy()
+    finished = searches[(searches["status"] == TrialStatus.FINISHED) & searches["genotype"].notna()].copy()
     if finished.empty:
         return pd.DataFrame(columns=list(SELECTION_COLUMNS))
     finished["canonical"] = [canonical_genotype(parse_genotype(text)) for text in finished["genotype"]]

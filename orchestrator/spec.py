@@ -5,18 +5,17 @@ a fixed value or a list of values; lists are crossed), how genotypes are selecte
 retraining protocol and seeds, the random baselines, the resources of a trial, where
 MLflow and Ray Tune write, and which Ray cluster runs it. Every problem is raised as one
 :class:`~orchestrator.errors.SpecError` naming the key's path (``search.k.1``) and the fix.
+Reading the YAML file and its ``--set`` overrides: :mod:`orchestrator.spec_file`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from pcdarts_core import SearchConfig, TrainConfig
 from pcdarts_core.errors import ConfigError
@@ -36,10 +35,12 @@ class Section(BaseModel):
 
 class DatasetSpec(Section):
     name: str = Field(description="one of the core's datasets, e.g. cifar10 or fashion_mnist_mini")
-    root: Optional[str] = Field(None, description="dataset folder (default: the dataset's standard place)")
+    root: str | None = Field(None, description="dataset folder (default: the dataset's standard place)")
     download: bool = Field(True, description="download CIFAR when it is not under root")
-    image_size: Optional[int] = Field(None, ge=1, description="resize every image to this size (default: the dataset's own)")
-    train_subset: Optional[int] = Field(None, ge=2, description="use only this many training images (search and retrain)")
+    image_size: int | None = Field(
+        None, ge=1, description="resize every image to this size (default: the dataset's own)"
+    )
+    train_subset: int | None = Field(None, ge=2, description="use only this many training images (search and retrain)")
 
 
 class SelectSpec(Section):
@@ -57,13 +58,15 @@ class BaselineSpec(Section):
 
 class ResourcesSpec(Section):
     cpus_per_trial: float = Field(1.0, gt=0)
-    gpus_per_trial: Union[float, Literal["auto"]] = Field(
+    gpus_per_trial: float | Literal["auto"] = Field(
         0.0,
         description="fractions below 1 pack several trials on one GPU; 'auto': each trial's share from its "
         "peak GPU memory, measured by a short probe (see orchestrator.gpu_packing)",
     )
-    gpu_memory_margin: float = Field(0.25, ge=0, description="gpus_per_trial auto: room above the measured peak, as a part of it")
-    max_concurrent_trials: Optional[int] = Field(None, ge=1, description="default: as many as the resources allow")
+    gpu_memory_margin: float = Field(
+        0.25, ge=0, description="gpus_per_trial auto: room above the measured peak, as a part of it"
+    )
+    max_concurrent_trials: int | None = Field(None, ge=1, description="default: as many as the resources allow")
     max_failures: int = Field(2, ge=0, description="retries of a failed trial, each from its last epoch checkpoint")
 
     @field_validator("gpus_per_trial", mode="before")
@@ -74,7 +77,9 @@ class ResourcesSpec(Section):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{value!r} is neither a number nor 'auto': use e.g. 0.25, 1, 2 or auto")
         if not math.isfinite(value):
-            raise ValueError("not a finite number; use a number >= 0, a fraction <= 1 or whole GPUs (e.g. 0.25, 1, 2), or auto")
+            raise ValueError(
+                "not a finite number; use a number >= 0, a fraction <= 1 or whole GPUs (e.g. 0.25, 1, 2), or auto"
+            )
         if value < 0:
             raise ValueError(f"{value}: must be >= 0 (0 = no GPU)")
         if value > 1 and value != int(value):
@@ -83,18 +88,18 @@ class ResourcesSpec(Section):
 
 
 class TrackingSpec(Section):
-    uri: Optional[str] = Field(None, description="MLflow tracking URI (default: sqlite:///STUDY/mlflow.db)")
-    experiment: Optional[str] = Field(None, description="MLflow experiment (default: the study's name)")
+    uri: str | None = Field(None, description="MLflow tracking URI (default: sqlite:///STUDY/mlflow.db)")
+    experiment: str | None = Field(None, description="MLflow experiment (default: the study's name)")
 
 
 class RaySpec(Section):
-    address: Optional[str] = Field(None, description="none = start a local Ray; 'auto' or host:port = join a cluster")
-    num_cpus: Optional[int] = Field(None, ge=1, description="CPUs of a local Ray (default: all)")
-    num_gpus: Optional[int] = Field(None, ge=0, description="GPUs of a local Ray (default: all)")
+    address: str | None = Field(None, description="none = start a local Ray; 'auto' or host:port = join a cluster")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (default: all)")
+    num_gpus: int | None = Field(None, ge=0, description="GPUs of a local Ray (default: all)")
 
 
 class ReportSpec(Section):
-    reference: Optional[dict[str, Any]] = Field(
+    reference: dict[str, Any] | None = Field(
         None,
         description="the setting every other is compared with, as search settings (default: DARTS, k: 1 and "
         "edge_norm: false, when the grid has it)",
@@ -110,9 +115,11 @@ class StudySpec(Section):
     baseline: BaselineSpec = BaselineSpec()
     resources: ResourcesSpec = ResourcesSpec()
     tracking: TrackingSpec = TrackingSpec()
-    storage: Optional[str] = Field(None, description="Ray Tune storage path (default: STUDY/tune); shared for clusters")
+    storage: str | None = Field(None, description="Ray Tune storage path (default: STUDY/tune); shared for clusters")
     ray: RaySpec = RaySpec()
     report: ReportSpec = ReportSpec()
+    # the search grid, built once by the validation (see search_grid)
+    _grid: tuple[tuple[dict[str, Any], SearchConfig], ...] = PrivateAttr(default=())
 
     @field_validator("name")
     @classmethod
@@ -123,7 +130,7 @@ class StudySpec(Section):
 
     @model_validator(mode="after")
     def _check_sections(self) -> StudySpec:
-        search_grid(self)  # raises SpecError naming the key
+        self._grid = tuple(search_grid(self))  # raises SpecError naming the key
         retrain_config(self, seed=0)
         retrain_seeds(self)
         return self
@@ -134,6 +141,11 @@ class StudySpec(Section):
         return self
 
     # --- derived values ------------------------------------------------------------
+    @property
+    def grid(self) -> tuple[tuple[dict[str, Any], SearchConfig], ...]:
+        """Every grid point as (swept values, its SearchConfig), as :func:`search_grid` built it."""
+        return self._grid
+
     def tracking_uri(self, study_dir: Path) -> str:
         return self.tracking.uri or f"sqlite:///{(study_dir / 'mlflow.db').resolve()}"
 
@@ -201,19 +213,22 @@ def search_grid(spec: StudySpec) -> list[tuple[dict[str, Any], SearchConfig]]:
     for key, values in swept.items():
         points = [{**p, key: v} for p in points for v in values]
     grid: list[tuple[dict[str, Any], SearchConfig]] = []
+    seen: dict[SearchConfig, dict[str, Any]] = {}  # each config's grid point
     for point in points:
         try:
             config = SearchConfig(**{**base, **point})
-            grid.append((point, config))
         except ConfigError as err:
             section = "dataset" if err.field in DATASET_FIELDS else "search"
             field = DATASET_FIELDS.get(err.field, err.field)
             where = ", ".join(f"{k}={v}" for k, v in point.items() if k in swept and len(swept[k]) > 1)
             raise SpecError(f"{section}.{field}", f"{err}" + (f" (at grid point {where})" if where else "")) from None
-        twin = next((p for p, c in grid[:-1] if c == config), None)
-        if twin is not None:
+        twin = seen.setdefault(config, point)
+        if twin is not point:
             key = next(k for k in point if repr(point[k]) != repr(twin[k]))
-            raise SpecError(f"search.{key}", f"{twin[key]!r} and {point[key]!r} are the same setting: list each value once")
+            raise SpecError(
+                f"search.{key}", f"{twin[key]!r} and {point[key]!r} are the same setting: list each value once"
+            )
+        grid.append((point, config))
     return grid
 
 
@@ -250,30 +265,48 @@ def reference_setting(spec: StudySpec) -> tuple[str | None, str]:
     allowed = set(SearchConfig.model_fields) - set(DATASET_FIELDS) - STUDY_FIELDS
     for key in reference:
         if key not in allowed:
-            raise SpecError(f"report.reference.{key}", "not a search setting of a grid point; use the grid's settings, e.g. k and edge_norm")
+            raise SpecError(
+                f"report.reference.{key}",
+                "not a search setting of a grid point; use the grid's settings, e.g. k and edge_norm",
+            )
     if not reference:
-        raise SpecError("report.reference", "empty: name the setting, e.g. {k: 1, edge_norm: false}, or leave report.reference out")
-    _, swept = search_axes(spec)
-    grid = search_grid(spec)
-    labels = list(dict.fromkeys(
-        setting_label(point) for point, config in grid if all(_same(getattr(config, k), v) for k, v in reference.items())
-    ))
+        raise SpecError(
+            "report.reference", "empty: name the setting, e.g. {k: 1, edge_norm: false}, or leave report.reference out"
+        )
+    grid = spec.grid
+    labels = list(
+        dict.fromkeys(
+            setting_label(point)
+            for point, config in grid
+            if all(_same(getattr(config, k), v) for k, v in reference.items())
+        )
+    )
     settings = list(dict.fromkeys(setting_label(point) for point, _ in grid))
-    wanted = ", ".join(f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in reference.items())
+    wanted = ", ".join(
+        f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in reference.items()
+    )
     if len(labels) == 1:
         return labels[0], ""
     if not labels:
         if given is not None:
-            raise SpecError("report.reference", f"{wanted} is not a setting of the search grid ({'; '.join(settings)}): "
-                            "give the values of one of them")
-        return None, (f"the default reference (DARTS: {wanted}) is not a setting of this grid, so comparisons with "
-                      "a reference are left out; name one with report.reference")
-    others = [key for key in swept if key != "seed" and key not in reference]
+            raise SpecError(
+                "report.reference",
+                f"{wanted} is not a setting of the search grid ({'; '.join(settings)}): give the values of one of them",
+            )
+        return None, (
+            f"the default reference (DARTS: {wanted}) is not a setting of this grid, so comparisons with "
+            "a reference are left out; name one with report.reference"
+        )
+    others = [key for key in grid[0][0] if key != "seed" and key not in reference]  # the swept keys, in spec order
     if given is not None:
-        raise SpecError("report.reference", f"{wanted} matches {len(labels)} settings ({'; '.join(labels)}): "
-                        f"also give {', '.join(others)}")
-    return None, (f"the default reference (DARTS: {wanted}) matches {len(labels)} settings of this grid, so "
-                  f"comparisons with a reference are left out; name one with report.reference (also give {', '.join(others)})")
+        raise SpecError(
+            "report.reference",
+            f"{wanted} matches {len(labels)} settings ({'; '.join(labels)}): also give {', '.join(others)}",
+        )
+    return None, (
+        f"the default reference (DARTS: {wanted}) matches {len(labels)} settings of this grid, so "
+        f"comparisons with a reference are left out; name one with report.reference (also give {', '.join(others)})"
+    )
 
 
 # --- retraining -------------------------------------------------------------------------
@@ -285,7 +318,11 @@ def retrain_seeds(spec: StudySpec) -> list[int]:
     seeds = spec.retrain.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
         raise SpecError("retrain.seeds", f"{seeds!r}: give a non-empty list of seeds >= 0, e.g. [0, 1, 2]")
     if len(set(seeds)) != len(seeds):
         raise SpecError("retrain.seeds", f"repeated seeds in {seeds}: list each seed once")
@@ -312,42 +349,7 @@ def retrain_config(spec: StudySpec, seed: int) -> TrainConfig:
         raise SpecError(f"{section}.{DATASET_FIELDS.get(err.field, err.field)}", str(err)) from None
 
 
-# --- loading --------------------------------------------------------------------------
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``--set a.b=value`` overrides; the value is read as YAML (``5``, ``true``, ``[1, 4]``)."""
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        path, sep, text = item.partition("=")
-        keys = path.strip().split(".")
-        if not sep or not all(keys):
-            raise SpecError("", f"{item!r}: write KEY.PATH=VALUE, e.g. --set search.epochs=5", source="--set")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise SpecError(path, f"{text!r} is not a YAML value ({' '.join(str(err).split())[:120]})", source="--set") from None
-        node = raw
-        for depth, key in enumerate(keys[:-1]):
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                where = ".".join(keys[: depth + 1])
-                raise SpecError(path, f"{where} is a value, not a section: set {where}=VALUE instead", source="--set")
-            node = child
-        node[keys[-1]] = value
-    return raw
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise SpecError("", "no such file; give a study YAML, e.g. experiments/quickstart.yaml", source=str(path))
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise SpecError("", f"not valid YAML: {' '.join(str(err).split())[:200]}", source=str(path)) from None
-    if not isinstance(raw, dict):
-        raise SpecError("", "the top level must be a mapping with name, dataset, search, ...", source=str(path))
-    return raw
+# --- validating --------------------------------------------------------------------------
 
 
 def parse_spec(raw: dict[str, Any], source: str = "spec") -> StudySpec:
@@ -363,17 +365,13 @@ def parse_spec(raw: dict[str, Any], source: str = "spec") -> StudySpec:
             raise own.within(source) from None
         path = ".".join(str(p) for p in first["loc"])
         if first["type"] == "extra_forbidden":
-            problem = "unknown key; check its spelling against docs (README, 'The study spec')"
+            problem = "unknown key; check its spelling against docs/study.md, 'The study spec'"
         elif first["type"] == "missing":
             problem = "missing: this key is required"
         else:
             problem = f"{first['msg']} (got {first.get('input')!r})"
         raise SpecError(path, problem, source=source) from None
     except TypeError as err:  # a value of a shape no check expected (a list where one value belongs)
-        raise SpecError("", f"{err}; check the types of the values against the README's spec table", source=source) from None
-
-
-def load_spec(path: Path, overrides: list[str] | None = None) -> tuple[StudySpec, dict[str, Any]]:
-    """The validated spec of a YAML file with ``--set`` overrides, and the raw dictionary it came from."""
-    raw = apply_overrides(read_yaml(path), overrides or [])
-    return parse_spec(raw, source=str(path)), raw
+        raise SpecError(
+            "", f"{err}; check the types of the values against the spec table in docs/study.md", source=source
+        ) from None

@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,11 @@ def driver(args: list[str], env: dict, cwd: Path, log: Path) -> subprocess.Popen
     with open(log, "w") as handle:
         process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.run", *args],
-            env={**env, "PYTHONPATH": str(REPO)}, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, text=True,
+            env={**env, "PYTHONPATH": str(REPO)},
+            cwd=cwd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
     process.log = log  # type: ignore[attr-defined]
     return process
@@ -69,7 +73,9 @@ def wait_for(condition: Callable[[], object], process: subprocess.Popen | None, 
         if value:
             return value
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"the driver ended (exit {process.returncode}) before {what}: {output(process)[-3000:]}")
+            raise AssertionError(
+                f"the driver ended (exit {process.returncode}) before {what}: {output(process)[-3000:]}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} within {timeout_s} s")
         time.sleep(0.2)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from mlflow_server import free_port
+
 from orchestrator.run import main as study_main
 from pcdarts_core.cli import run_main
-from pcdarts_core.search import main as search_main
-from pcdarts_core.train import main as train_main
+from pcdarts_core.cli.search import main as search_main
+from pcdarts_core.cli.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = {
@@ -27,9 +27,11 @@ SPEC = {
     "retrain": {"seeds": [0], "init_channels": 4, "layers": 3, "epochs": 1},
 }
 CLOSED_PORT = free_port()
-GARBAGE_OP = ("Genotype(normal=[('no_such_op', 0), ('skip_connect', 1), ('skip_connect', 0), ('skip_connect', 1)], "
-              "normal_concat=[2, 3], reduce=[('max_pool_3x3', 0), ('skip_connect', 1), ('skip_connect', 0), "
-              "('skip_connect', 1)], reduce_concat=[2, 3])")
+GARBAGE_OP = (
+    "Genotype(normal=[('no_such_op', 0), ('skip_connect', 1), ('skip_connect', 0), ('skip_connect', 1)], "
+    "normal_concat=[2, 3], reduce=[('max_pool_3x3', 0), ('skip_connect', 1), ('skip_connect', 0), "
+    "('skip_connect', 1)], reduce_concat=[2, 3])"
+)
 
 
 def _changed(**sections):
@@ -51,35 +53,104 @@ CASES = [
     ("unknown-key-in-section", "study", _changed(select__topp=2), [], ["select.topp", "unknown key", "spelling"]),
     ("wrong-type", "study", _changed(select__top="two"), [], ["select.top", "valid integer", "'two'"]),
     ("name-wrong-type", "study", _changed(name=42), [], ["name", "valid string"]),
-    ("k-not-dividing-c", "study", _changed(search__init_channels=6), [], ["search.k", "K must divide C=6", "use one of 1, 2, 3, 6"]),
+    (
+        "k-not-dividing-c",
+        "study",
+        _changed(search__init_channels=6),
+        [],
+        ["search.k", "K must divide C=6", "use one of 1, 2, 3, 6"],
+    ),
     ("empty-grid", "study", _changed(search__seed=[]), [], ["search.seed", "empty list", "at least one value"]),
-    ("negative-retrain-epochs", "study", _changed(retrain__epochs=-1), [], ["retrain.epochs", "greater than or equal to 1"]),
+    (
+        "negative-retrain-epochs",
+        "study",
+        _changed(retrain__epochs=-1),
+        [],
+        ["retrain.epochs", "greater than or equal to 1"],
+    ),
     ("unknown-dataset", "study", _changed(dataset={"name": "svhn"}), [], ["dataset.name", "svhn", "cifar10"]),
-    ("missing-data-root", "study", _changed(dataset={"name": "imagefolder", "root": "/nonexistent/images"}), [],
-     ["dataset", "/nonexistent/images"]),
+    (
+        "missing-data-root",
+        "study",
+        _changed(dataset={"name": "imagefolder", "root": "/nonexistent/images"}),
+        [],
+        ["dataset", "/nonexistent/images"],
+    ),
     ("repeated-retrain-seeds", "study", _changed(retrain__seeds=[0, 0]), [], ["retrain.seeds", "list each seed once"]),
-    ("zero-cpus", "study", _changed(resources={"cpus_per_trial": 0}), [], ["resources.cpus_per_trial", "greater than 0"]),
-    ("negative-retries", "study", _changed(resources={"max_failures": -1}), [], ["resources.max_failures", "greater than or equal to 0"]),
-    ("negative-baselines", "study", _changed(baseline={"count": -2}), [], ["baseline.count", "greater than or equal to 0"]),
+    (
+        "zero-cpus",
+        "study",
+        _changed(resources={"cpus_per_trial": 0}),
+        [],
+        ["resources.cpus_per_trial", "greater than 0"],
+    ),
+    (
+        "negative-retries",
+        "study",
+        _changed(resources={"max_failures": -1}),
+        [],
+        ["resources.max_failures", "greater than or equal to 0"],
+    ),
+    (
+        "negative-baselines",
+        "study",
+        _changed(baseline={"count": -2}),
+        [],
+        ["baseline.count", "greater than or equal to 0"],
+    ),
     ("unknown-select-per", "study", _changed(select={"per": "everything"}), [], ["select.per", "'study' or 'setting'"]),
-    ("zero-image-size", "study", _changed(dataset={"name": "fashion_mnist_mini", "image_size": 0}), [], ["dataset.image_size", "greater than or equal to 1"]),
+    (
+        "zero-image-size",
+        "study",
+        _changed(dataset={"name": "fashion_mnist_mini", "image_size": 0}),
+        [],
+        ["dataset.image_size", "greater than or equal to 1"],
+    ),
     ("set-bad-yaml", "study", SPEC, ["--set", "search.k=[1,"], ["--set: search.k", "not a YAML value"]),
     ("set-no-key", "study", SPEC, ["--set", "=5"], ["--set", "KEY.PATH=VALUE"]),
     ("set-unknown-key", "study", SPEC, ["--set", "search.epochz=3"], ["search.epochz", "unknown setting", "known:"]),
     ("unknown-flag", "study", SPEC, ["--epochs", "3"], ["unrecognized arguments: --epochs 3", "--help"]),
-    ("ray-address-unreachable", "study", SPEC, ["--set", f"ray.address=127.0.0.1:{CLOSED_PORT}"],
-     ["ray.address", "nothing answers there", "ray start --head", "fix ray.address"]),
+    (
+        "ray-address-unreachable",
+        "study",
+        SPEC,
+        ["--set", f"ray.address=127.0.0.1:{CLOSED_PORT}"],
+        ["ray.address", "nothing answers there", "ray start --head", "fix ray.address"],
+    ),
     ("ray-address-malformed", "study", SPEC, ["--set", "ray.address=headnode"], ["ray.address", "host:port"]),
-    ("ray-client-address", "study", SPEC, ["--set", "ray.address=ray://head:10001"],
-     ["ray.address", "Ray Client addresses are not supported", "ray.address: auto"]),
+    (
+        "ray-client-address",
+        "study",
+        SPEC,
+        ["--set", "ray.address=ray://head:10001"],
+        ["ray.address", "Ray Client addresses are not supported", "ray.address: auto"],
+    ),
     ("ray-zero-cpus", "study", SPEC, ["--set", "ray.num_cpus=0"], ["ray.num_cpus", "greater than or equal to 1"]),
-    ("resume-without-study", "study", SPEC, ["--resume"], ["--resume", "study.json does not exist", "run without --resume"]),
+    (
+        "resume-without-study",
+        "study",
+        SPEC,
+        ["--resume"],
+        ["--resume", "study.json does not exist", "run without --resume"],
+    ),
     ("genotype-garbage", "train", None, ["--genotype", "garbage"], ["genotype", "garbage"]),
     ("genotype-code", "train", None, ["--genotype", "__import__('os').getcwd()"], ["genotype"]),
-    ("genotype-unknown-op", "train", None, ["--genotype", GARBAGE_OP], ["unknown operation 'no_such_op'", "use one of"]),
+    (
+        "genotype-unknown-op",
+        "train",
+        None,
+        ["--genotype", GARBAGE_OP],
+        ["unknown operation 'no_such_op'", "use one of"],
+    ),
     ("search-k-not-dividing-c", "search", None, ["--k", "3", "--init-channels", "4"], ["k=3", "K must divide C=4"]),
     ("search-negative-epochs", "search", None, ["--epochs", "-1"], ["epochs", "greater than or equal to 1"]),
-    ("search-resume-nothing", "search", None, ["--resume"], ["--resume", "checkpoint.pt does not exist", "run without --resume"]),
+    (
+        "search-resume-nothing",
+        "search",
+        None,
+        ["--resume"],
+        ["--resume", "checkpoint.pt does not exist", "run without --resume"],
+    ),
 ]
 
 
@@ -124,7 +195,10 @@ def test_table_has_at_least_20_distinct_cases():
     ("argv", "words"),
     [
         (["-m", "orchestrator.run", "absent.yaml"], "absent.yaml: no such file"),
-        (["-m", "orchestrator.run", "{spec}", "--set", f"ray.address=127.0.0.1:{CLOSED_PORT}", "--out", "{out}"], "ray.address"),
+        (
+            ["-m", "orchestrator.run", "{spec}", "--set", f"ray.address=127.0.0.1:{CLOSED_PORT}", "--out", "{out}"],
+            "ray.address",
+        ),
         (["-m", "pcdarts_core.train", "--genotype", "garbage", "--out", "{out}"], "genotype"),
     ],
     ids=["study-missing-spec", "study-unreachable-ray", "train-bad-genotype"],
@@ -133,8 +207,14 @@ def test_bad_input_real_exit_code(tmp_path, argv, words):
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(SPEC, sort_keys=False))
     argv = [a.format(spec=spec, out=tmp_path / "out") for a in argv]
-    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"})
+    done = subprocess.run(
+        [sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"},
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
     assert not (tmp_path / "out").exists()
@@ -150,7 +230,10 @@ def test_resume_with_another_spec_or_an_existing_study_leaves_the_study_as_it_wa
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(SPEC, sort_keys=False))
     for extra, words in (
-        (["--resume", "--set", "search.epochs=3"], ["--resume: search.epochs: differs from the study", "resume with the same spec"]),
+        (
+            ["--resume", "--set", "search.epochs=3"],
+            ["--resume: search.epochs: differs from the study", "resume with the same spec"],
+        ),
         ([], [f"--out {out}: already holds a study", "pass --resume"]),
     ):
         with pytest.raises(SystemExit) as done:

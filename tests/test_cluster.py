@@ -5,8 +5,8 @@ over HTTP to a real ``mlflow server``, through four faults:
   there: Ray Tune retries that search on the head node from its last epoch checkpoint (its epoch
   counter goes on from there, it does not start again from epoch 1);
 - the worker process of a search on the head node is SIGKILLed: the same, in a new worker process;
-- another search diverges (its loss made NaN before epoch 2 through the test-only
-  ``PCDARTS_TEST_NAN_AT`` setting and the core's own divergence check): it stops as "diverged",
+- another search diverges (its weights made NaN before epoch 2 by the trainables' epoch hook, see
+  ``fault_hooks.py``, and stopped by the core's own divergence check): it stops as "diverged",
   the study goes on and the report lists it;
 - the MLflow server is stopped until the driver has handled a result, then started again: the live
   logger reports the failure, and every epoch still ends up logged once.
@@ -27,8 +27,8 @@ import tempfile
 import pandas as pd
 import pytest
 import yaml
-
 from chromium import DevToolsPage, artifact_path, chromium_or_skip
+from fault_hooks import nan_hook_env
 from mlflow_server import MlflowServer
 from study_helpers import driver, finish, kill_driver, trial_results, wait_for
 
@@ -37,7 +37,15 @@ pytestmark = pytest.mark.slow
 CLUSTER_STUDY = {
     "name": "duo",
     "dataset": {"name": "fashion_mnist_mini", "image_size": 14, "train_subset": 128},
-    "search": {"seed": [0, 1, 2], "k": 2, "init_channels": 4, "layers": 3, "batch_size": 32, "epochs": 3, "warmup_epochs": 1},
+    "search": {
+        "seed": [0, 1, 2],
+        "k": 2,
+        "init_channels": 4,
+        "layers": 3,
+        "batch_size": 32,
+        "epochs": 3,
+        "warmup_epochs": 1,
+    },
     "select": {"top": 1},
     "retrain": {"seeds": [0], "init_channels": 4, "layers": 3, "batch_size": 32, "epochs": 1, "cutout": 0},
     "resources": {"cpus_per_trial": 1, "max_failures": 2},
@@ -47,13 +55,14 @@ DIVERGING = "search-003"
 
 @pytest.fixture
 def cluster(monkeypatch):
-    """Two Ray nodes on this machine, one CPU each; the workers they start see the test-only NaN setting."""
+    """Two Ray nodes on this machine, one CPU each; the workers they start run the NaN hook."""
     from ray.cluster_utils import Cluster
 
     short = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # Ray's socket paths must stay short
     monkeypatch.setenv("RAY_TMPDIR", short)
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    monkeypatch.setenv("PCDARTS_TEST_NAN_AT", f"{DIVERGING}:2")
+    for name, value in nan_hook_env(DIVERGING, epoch=2).items():
+        monkeypatch.setenv(name, value)
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
         nodes.second = nodes.add_node(num_cpus=1)  # type: ignore[attr-defined]
@@ -93,7 +102,9 @@ def server(tmp_path):
     server.stop()
 
 
-def test_two_node_study_survives_a_dead_node_a_killed_worker_a_diverged_trial_and_an_mlflow_restart(tmp_path, cluster, server):
+def test_two_node_study_survives_a_dead_node_a_killed_worker_a_diverged_trial_and_an_mlflow_restart(
+    tmp_path, cluster, server
+):
     study = None
     try:
         spec = {**CLUSTER_STUDY, "tracking": {"uri": server.uri}, "ray": {"address": cluster.address}}
@@ -107,7 +118,8 @@ def test_two_node_study_survives_a_dead_node_a_killed_worker_a_diverged_trial_an
         searches = lambda: {key: _epoch_rows(rows) for key, rows in trial_results(folder, "search").items()}  # noqa: E731
 
         def running(where):
-            """(key, last row) of a search, not the diverging one, that has saved an epoch and runs on a node ``where`` accepts."""
+            """(key, last row) of a search, not the diverging one, that has saved an epoch and runs on a node
+            ``where`` accepts."""
             for key, rows in searches().items():
                 if key != DIVERGING and rows and rows[-1]["trial_status"] == "running" and where(rows[-1]["node_id"]):
                     return key, rows[-1]
@@ -115,18 +127,24 @@ def test_two_node_study_survives_a_dead_node_a_killed_worker_a_diverged_trial_an
 
         # 1. the second node dies (raylet and workers killed) while a search that has saved an epoch runs there;
         # the first two searches start together, one on each node, so one of them is there
-        moved, _ = wait_for(lambda: running(lambda node: node == second), study, 300, "a saved epoch on the second node")
+        moved, _ = wait_for(
+            lambda: running(lambda node: node == second), study, 300, "a saved epoch on the second node"
+        )
         cluster.remove_node(cluster.second, allow_graceful=False)
 
         # 2. SIGKILL the worker process of a search running on the head node (its PID, nothing else)
-        killed, row = wait_for(lambda: running(lambda node: node != second), study, 300, "a saved epoch on the head node")
+        killed, row = wait_for(
+            lambda: running(lambda node: node != second), study, 300, "a saved epoch on the head node"
+        )
         os.kill(row["worker_pid"], signal.SIGKILL)
 
         # 3. the tracking server goes away until the driver has processed another result, then comes back
         # on the same port with the same store
         server.stop()
         seen = sum(len(rows) for rows in searches().values())
-        wait_for(lambda: sum(len(rows) for rows in searches().values()) > seen, study, 300, "a result while MLflow is down")
+        wait_for(
+            lambda: sum(len(rows) for rows in searches().values()) > seen, study, 300, "a result while MLflow is down"
+        )
         server.start()
 
         code, output = finish(study, 600)
@@ -142,7 +160,9 @@ def test_two_node_study_survives_a_dead_node_a_killed_worker_a_diverged_trial_an
     assert len({row["node_id"] for row in rows if "node_id" in row}) == 2
     # the search on the node that died went on from its last saved epoch on the head node
     runs = _continued_runs(trial_results(folder, "search")[moved])
-    assert len(runs) >= 2 and runs[0][0] == second and all(node == cluster.head_node.node_id for node, _ in runs[1:]), runs
+    assert len(runs) >= 2 and runs[0][0] == second and all(node == cluster.head_node.node_id for node, _ in runs[1:]), (
+        runs
+    )
 
     # the diverged trial stopped early, the others finished, and the report lists it
     trials = pd.read_csv(folder / "trials.csv").set_index("trial")
@@ -163,7 +183,9 @@ def test_two_node_study_survives_a_dead_node_a_killed_worker_a_diverged_trial_an
     runs = client.search_runs([experiment_id], max_results=100)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = {r.data.tags["pcdarts.trial"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and parents[0].info.run_id == state["mlflow_run_id"]
+    assert (
+        len(parents) == 1 and parents[0].info.status == "FINISHED" and parents[0].info.run_id == state["mlflow_run_id"]
+    )
     assert sorted(children) == sorted(trials.index) and len(runs) == 5
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children.values())
     for key, run in children.items():
@@ -171,7 +193,10 @@ def test_two_node_study_survives_a_dead_node_a_killed_worker_a_diverged_trial_an
         if key == DIVERGING:
             assert run.info.status == "FAILED" and run.data.tags["pcdarts.status"] == "diverged" and epochs == [1]
         else:
-            assert run.info.status == "FINISHED" and epochs == list(range(1, int(trials.loc[key, "epochs"]) + 1)), (key, epochs)
+            assert run.info.status == "FINISHED" and epochs == list(range(1, int(trials.loc[key, "epochs"]) + 1)), (
+                key,
+                epochs,
+            )
 
     # the MLflow UI: the experiment's runs page lists the study's run; expanded, its nested trial runs
     try:
@@ -180,12 +205,15 @@ def test_two_node_study_survives_a_dead_node_a_killed_worker_a_diverged_trial_an
             expander = "document.querySelector('button[data-component-id*=runnamecellrenderer]')"
             page.wait_for(f"{expander} !== null", timeout=60, what="the study's run with an expander")
             page.evaluate(f"{expander}.click()")
-            page.wait_for(" && ".join(f"document.body.innerText.includes('{key}')" for key in children), timeout=30,
-                          what="the nested trial runs")
+            page.wait_for(
+                " && ".join(f"document.body.innerText.includes('{key}')" for key in children),
+                timeout=30,
+                what="the nested trial runs",
+            )
             dom = page.html()
             page.screenshot(artifact_path("mlflow-experiment.png"))
         names = re.findall(r">(duo|search-\d{3}|retrain-[\w-]+)</", dom)
-        table = names[len(names) - 1 - names[::-1].index("duo"):]  # the runs table: the last "duo" on the page
+        table = names[len(names) - 1 - names[::-1].index("duo") :]  # the runs table: the last "duo" on the page
         assert set(table[1:]) == set(children), names  # the study's run, then its trial runs
     finally:
         server.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import subprocess
 import types
 from pathlib import Path
@@ -16,8 +17,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from mlflow_server import free_port
+
 from orchestrator.errors import SpecError, StudyInterrupted
 from orchestrator.run import main as study_main
 from orchestrator.spec import parse_spec
@@ -70,17 +71,22 @@ def test_mlflow_server_down_at_start_is_one_line_before_anything(tmp_path, capsy
 
 def _result(key: str, epochs: int) -> types.SimpleNamespace:
     """What catch_up reads of a Ray Tune result: config, last metrics, error and the epoch history."""
+    from orchestrator.trial import Trial
+
     history = pd.DataFrame([{"epoch": e, "train_loss": 1.0 / e, "epoch_time_s": 0.1} for e in range(1, epochs + 1)])
-    trial = {"key": key, "stage": "search", "setting": "default", "seed": 0, "config": {"epochs": epochs}}
-    return types.SimpleNamespace(config={"trial": trial}, metrics={"epoch": epochs, "trial_status": "finished"},
-                                 error=None, metrics_dataframe=history)
+    trial = Trial(key=key, stage="search", setting="default", seed=0, config={"epochs": epochs}, cpus=1.0, gpus=0.0)
+    return types.SimpleNamespace(
+        config={"trial": trial.to_param()},
+        metrics={"epoch": epochs, "trial_status": "finished"},
+        error=None,
+        metrics_dataframe=history,
+    )
 
 
 def test_catch_up_names_the_trials_it_could_not_log(monkeypatch):
     """A tracking server gone at the end of a stage: after its wait, the study stops (resumable) and names
     the trials whose runs MLflow does not hold. (With the server back, the cluster test shows the catch-up.)"""
-    from orchestrator.study import catch_up
-    from orchestrator.tracking import StudyTracker
+    from orchestrator.tracking import StudyTracker, catch_up
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     uri = f"http://127.0.0.1:{free_port()}"
@@ -101,7 +107,9 @@ def small_disk(tmp_path):
     """A real 4 MiB tmpfs (root and mount(8) needed; skipped otherwise), unmounted afterwards."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -141,12 +149,30 @@ def test_full_disk_keeps_the_previous_checkpoint(small_disk, tiny_config, mini_d
 
 
 def test_full_disk_core_cli_and_study_exit_2_with_one_line(small_disk, tmp_path, capsys):
-    from pcdarts_core.search import main as search_main
+    from pcdarts_core.cli.search import main as search_main
 
     fill(small_disk)
     out = small_disk / "search"
-    code = exit_code(search_main, ["--out", str(out), "--dataset", "fashion_mnist_mini", "--train-subset", "64",
-                                   "--init-channels", "4", "--layers", "3", "--epochs", "1", "--warmup-epochs", "0", "--quiet"])
+    code = exit_code(
+        search_main,
+        [
+            "--out",
+            str(out),
+            "--dataset",
+            "fashion_mnist_mini",
+            "--train-subset",
+            "64",
+            "--init-channels",
+            "4",
+            "--layers",
+            "3",
+            "--epochs",
+            "1",
+            "--warmup-epochs",
+            "0",
+            "--quiet",
+        ],
+    )
     line = one_line(capsys.readouterr().err)
     assert code == 2 and str(out / "config.json") in line and "No space left on device" in line
     assert not list(out.glob("*")) and not list(out.glob(".*"))  # no file, no temporary file
@@ -182,8 +208,11 @@ def test_yaml_is_loaded_safely(tmp_path, capsys):
 
 def test_genotype_text_is_parsed_never_evaluated(tmp_path):
     marker = tmp_path / "executed"
-    for text in (f"__import__('os').system('touch {marker}')",
-                 f"Genotype(normal=[(__import__('os').system('touch {marker}'), 0)], normal_concat=[2], reduce=[], reduce_concat=[2])"):
+    for text in (
+        f"__import__('os').system('touch {marker}')",
+        f"Genotype(normal=[(__import__('os').system('touch {marker}'), 0)], normal_concat=[2], "
+        "reduce=[], reduce_concat=[2])",
+    ):
         with pytest.raises(GenotypeError):
             parse_genotype(text)
     assert not marker.exists()
@@ -211,14 +240,14 @@ def test_names_used_in_paths_are_refused(name):
 
 
 def test_servers_the_project_starts_listen_on_localhost_only():
-    """The study's local Ray starts no dashboard; tests' MLflow servers bind 127.0.0.1; the README's
-    cluster commands keep Ray's dashboard on 127.0.0.1."""
-    study = (REPO / "orchestrator" / "study.py").read_text()
-    assert '"include_dashboard": False' in study
-    assert '"--host", "127.0.0.1"' in (REPO / "tests" / "mlflow_server.py").read_text()
-    readme = (REPO / "README.md").read_text()
-    assert "--dashboard-host 127.0.0.1" in readme and "mlflow server --host 127.0.0.1" in readme
-    for source in [*REPO.glob("orchestrator/*.py"), *REPO.glob("pcdarts_core/**/*.py")]:
+    """The study's local Ray starts no dashboard; tests' MLflow servers bind 127.0.0.1; the cluster
+    guide's commands keep Ray's dashboard on 127.0.0.1."""
+    ray_cluster = (REPO / "orchestrator" / "ray_cluster.py").read_text()
+    assert '"include_dashboard": False' in ray_cluster
+    assert re.search(r'"--host",\s*"127\.0\.0\.1"', (REPO / "tests" / "mlflow_server.py").read_text())
+    guide = (REPO / "docs" / "cluster.md").read_text()
+    assert "--dashboard-host 127.0.0.1" in guide and "mlflow server --host 127.0.0.1" in guide
+    for source in [*REPO.glob("orchestrator/**/*.py"), *REPO.glob("pcdarts_core/**/*.py")]:
         text = source.read_text()
         assert "yaml.load(" not in text and "yaml.unsafe_load" not in text, source
         assert "torch.load(" not in text or "weights_only=True" in text, source

@@ -12,18 +12,22 @@ import pytest
 import yaml
 
 from orchestrator.errors import SpecError
-from orchestrator.reports import summarize, summary_markdown
+from orchestrator.plan import StudyPlan
+from orchestrator.report.summary import summarize
+from orchestrator.report.tables import summary_markdown
 from orchestrator.selection import baseline_genotypes, canonical_genotype, select_genotypes
-from orchestrator.spec import BaselineSpec, SelectSpec, apply_overrides, load_spec, parse_spec
-from orchestrator.study import describe_plan, retrain_trials, search_trials
+from orchestrator.spec import BaselineSpec, SelectSpec, parse_spec
+from orchestrator.spec_file import apply_overrides, load_spec
 from pcdarts_core import KNOWN_GENOTYPES, Genotype
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: A search small enough to run in seconds on a CPU.
+TINY_SEARCH = {"init_channels": 4, "layers": 3, "epochs": 2, "warmup_epochs": 1}
 BASE = {
     "name": "tiny",
     "dataset": {"name": "fashion_mnist_mini", "train_subset": 128},
-    "search": {"seed": [0, 1], "k": [2, 4], "edge_norm": [True, False], "init_channels": 4, "layers": 3, "epochs": 2, "warmup_epochs": 1},
+    "search": {"seed": [0, 1], "k": [2, 4], "edge_norm": [True, False], **TINY_SEARCH},
     "select": {"top": 2},
     "retrain": {"seeds": [0, 1], "init_channels": 4, "layers": 3, "epochs": 1},
     "baseline": {"count": 1},
@@ -47,18 +51,24 @@ def spec_with(**changes):
 DELETE = object()
 
 
+def search_trials(raw: dict):
+    return StudyPlan.from_spec(parse_spec(raw)).search_trials()
+
+
 def test_grid_crosses_every_list_with_seeds_innermost():
-    spec = parse_spec(spec_with())
-    trials = search_trials(spec)
+    trials = search_trials(spec_with())
     assert len(trials) == 8
-    assert [t["key"] for t in trials[:2]] == ["search-001", "search-002"]
-    assert [(t["setting"], t["seed"]) for t in trials[:3]] == [("k=2 edge_norm=on", 0), ("k=2 edge_norm=on", 1), ("k=2 edge_norm=off", 0)]
-    assert {t["config"]["k"] for t in trials} == {2, 4}
-    assert all(t["config"]["train_subset"] == 128 and t["config"]["dataset"] == "fashion_mnist_mini" for t in trials)
+    assert [t.key for t in trials[:2]] == ["search-001", "search-002"]
+    assert [(t.setting, t.seed) for t in trials[:3]] == [
+        ("k=2 edge_norm=on", 0),
+        ("k=2 edge_norm=on", 1),
+        ("k=2 edge_norm=off", 0),
+    ]
+    assert {t.config["k"] for t in trials} == {2, 4}
+    assert all(t.config["train_subset"] == 128 and t.config["dataset"] == "fashion_mnist_mini" for t in trials)
     # a fixed value is not an axis; any other setting given as a list is one
-    spec = parse_spec(spec_with(search__lr=[0.05, 0.1]))
-    trials = search_trials(spec)
-    assert len(trials) == 16 and trials[0]["setting"] == "k=2 edge_norm=on lr=0.05"
+    trials = search_trials(spec_with(search__lr=[0.05, 0.1]))
+    assert len(trials) == 16 and trials[0].setting == "k=2 edge_norm=on lr=0.05"
 
 
 @pytest.mark.parametrize(
@@ -90,7 +100,7 @@ def test_grid_crosses_every_list_with_seeds_innermost():
 )
 def test_bad_specs_name_the_key_and_the_fix(changes, path, words):
     if not path:
-        assert {t["config"]["train_subset"] for t in search_trials(parse_spec(spec_with(**changes)))} == {64, 128}
+        assert {t.config["train_subset"] for t in search_trials(spec_with(**changes))} == {64, 128}
         return
     with pytest.raises(SpecError) as caught:
         parse_spec(spec_with(**changes), source="study.yaml")
@@ -100,7 +110,9 @@ def test_bad_specs_name_the_key_and_the_fix(changes, path, words):
 
 
 def test_overrides_set_nested_values_read_as_yaml():
-    raw = apply_overrides(BASE, ["search.epochs=5", "search.k=[1, 4]", "select.per=setting", "tracking.uri=sqlite:///x.db"])
+    raw = apply_overrides(
+        BASE, ["search.epochs=5", "search.k=[1, 4]", "select.per=setting", "tracking.uri=sqlite:///x.db"]
+    )
     assert raw["search"]["epochs"] == 5 and raw["search"]["k"] == [1, 4]
     assert raw["select"]["per"] == "setting" and raw["tracking"] == {"uri": "sqlite:///x.db"}
     assert BASE["search"]["epochs"] == 2  # the original is untouched
@@ -122,11 +134,46 @@ def test_selection_ranks_by_metric_and_retrains_identical_genotypes_once():
     assert swapped != a and canonical_genotype(swapped) == canonical_genotype(a)
     searches = pd.DataFrame(
         [
-            {"trial": "search-001", "setting": "k=1", "status": "finished", "valid_acc": 0.90, "valid_loss": 0.3, "genotype": a.to_text()},
-            {"trial": "search-002", "setting": "k=1", "status": "finished", "valid_acc": 0.80, "valid_loss": 0.2, "genotype": b.to_text()},
-            {"trial": "search-003", "setting": "k=4", "status": "finished", "valid_acc": 0.95, "valid_loss": 0.4, "genotype": swapped.to_text()},
-            {"trial": "search-004", "setting": "k=4", "status": "finished", "valid_acc": 0.70, "valid_loss": 0.5, "genotype": c.to_text()},
-            {"trial": "search-005", "setting": "k=4", "status": "diverged", "valid_acc": None, "valid_loss": None, "genotype": None},
+            {
+                "trial": "search-001",
+                "setting": "k=1",
+                "status": "finished",
+                "valid_acc": 0.90,
+                "valid_loss": 0.3,
+                "genotype": a.to_text(),
+            },
+            {
+                "trial": "search-002",
+                "setting": "k=1",
+                "status": "finished",
+                "valid_acc": 0.80,
+                "valid_loss": 0.2,
+                "genotype": b.to_text(),
+            },
+            {
+                "trial": "search-003",
+                "setting": "k=4",
+                "status": "finished",
+                "valid_acc": 0.95,
+                "valid_loss": 0.4,
+                "genotype": swapped.to_text(),
+            },
+            {
+                "trial": "search-004",
+                "setting": "k=4",
+                "status": "finished",
+                "valid_acc": 0.70,
+                "valid_loss": 0.5,
+                "genotype": c.to_text(),
+            },
+            {
+                "trial": "search-005",
+                "setting": "k=4",
+                "status": "diverged",
+                "valid_acc": None,
+                "valid_loss": None,
+                "genotype": None,
+            },
         ]
     )
     top2 = select_genotypes(searches, SelectSpec(top=2))
@@ -156,30 +203,78 @@ def test_baselines_are_distinct_and_seeded():
 
 
 def test_retrain_trials_cross_genotypes_and_baselines_with_seeds():
-    spec = parse_spec(spec_with())
+    plan = StudyPlan.from_spec(parse_spec(spec_with()))
     a = KNOWN_GENOTYPES["PC_DARTS_cifar"]
-    selection = pd.DataFrame([{"genotype_id": "g01", "setting": "k=4 edge_norm=on", "source": "search-005", "genotype": a.to_text()}])
-    trials = retrain_trials(spec, selection)
-    assert [t["key"] for t in trials] == ["retrain-g01-seed0", "retrain-g01-seed1", "retrain-random01-seed0", "retrain-random01-seed1"]
-    assert all(t["config"]["epochs"] == 1 and t["config"]["init_channels"] == 4 for t in trials)
-    assert [t["config"]["seed"] for t in trials] == [0, 1, 0, 1]
+    selection = pd.DataFrame(
+        [{"genotype_id": "g01", "setting": "k=4 edge_norm=on", "source": "search-005", "genotype": a.to_text()}]
+    )
+    trials = plan.retrain_trials(selection)
+    assert [t.key for t in trials] == [
+        "retrain-g01-seed0",
+        "retrain-g01-seed1",
+        "retrain-random01-seed0",
+        "retrain-random01-seed1",
+    ]
+    assert all(t.config["epochs"] == 1 and t.config["init_channels"] == 4 for t in trials)
+    assert [t.config["seed"] for t in trials] == [0, 1, 0, 1]
 
 
 def _trials_table() -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     for i, (setting, acc) in enumerate([("k=1", 0.5), ("k=1", 0.7), ("k=4", 0.6), ("k=4", None)]):
-        rows.append({"stage": "search", "trial": f"s{i}", "setting": setting, "status": "finished" if acc else "diverged",
-                     "valid_acc": acc, "test_acc": None, "parameters": 1000 if acc else None, "genotype_id": None,
-                     "time_s": 3600.0, "cpus": 1, "gpus": 0.5, "seed": i, "epochs": 2,
-                     "error": None if acc else "search diverged in epoch 2"})
+        rows.append(
+            {
+                "stage": "search",
+                "trial": f"s{i}",
+                "setting": setting,
+                "status": "finished" if acc else "diverged",
+                "valid_acc": acc,
+                "test_acc": None,
+                "parameters": 1000 if acc else None,
+                "genotype_id": None,
+                "time_s": 3600.0,
+                "cpus": 1,
+                "gpus": 0.5,
+                "seed": i,
+                "epochs": 2,
+                "error": None if acc else "search diverged in epoch 2",
+            }
+        )
     for gid, setting, accs in [("g01", "k=1", [0.8, 0.9]), ("random01", "random", [0.6, 0.4])]:
         for seed, acc in enumerate(accs):
-            rows.append({"stage": "retrain", "trial": f"r-{gid}-{seed}", "setting": setting, "status": "finished", "valid_acc": None,
-                         "test_acc": acc, "parameters": 2000, "genotype_id": gid, "time_s": 1800.0, "cpus": 1, "gpus": 0.5,
-                         "seed": seed, "epochs": 2, "error": None})
+            rows.append(
+                {
+                    "stage": "retrain",
+                    "trial": f"r-{gid}-{seed}",
+                    "setting": setting,
+                    "status": "finished",
+                    "valid_acc": None,
+                    "test_acc": acc,
+                    "parameters": 2000,
+                    "genotype_id": gid,
+                    "time_s": 1800.0,
+                    "cpus": 1,
+                    "gpus": 0.5,
+                    "seed": seed,
+                    "epochs": 2,
+                    "error": None,
+                }
+            )
     trials = pd.DataFrame(rows)
-    selection = pd.DataFrame([{"genotype_id": "g01", "setting": "k=1", "source": "s1", "found_by": "s1", "found_by_settings": "k=1",
-                               "metric": "valid_acc", "value": 0.7, "genotype": KNOWN_GENOTYPES["DARTS_V2"].to_text()}])
+    selection = pd.DataFrame(
+        [
+            {
+                "genotype_id": "g01",
+                "setting": "k=1",
+                "source": "s1",
+                "found_by": "s1",
+                "found_by_settings": "k=1",
+                "metric": "valid_acc",
+                "value": 0.7,
+                "genotype": KNOWN_GENOTYPES["DARTS_V2"].to_text(),
+            }
+        ]
+    )
     return trials, selection
 
 
@@ -205,14 +300,45 @@ def test_dry_run_prints_every_trial_and_writes_nothing(tmp_path):
     spec_file.write_text(yaml.safe_dump(BASE, sort_keys=False))
     out = tmp_path / "study"
     proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.run", str(spec_file), "--dry-run", "--out", str(out), "--set", "search.seed=[0, 1, 2]"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.run",
+            str(spec_file),
+            "--dry-run",
+            "--out",
+            str(out),
+            "--set",
+            "search.seed=[0, 1, 2]",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "stage search: 12 trials (4 settings x 3 seeds)" in proc.stdout
     assert proc.stdout.count("search-0") == 12
     assert "up to 2 selected genotypes + 1 random baselines, each with seeds [0, 1]: up to 6 trials" in proc.stdout
     assert not out.exists()
+
+
+def test_dry_run_needs_neither_ray_nor_mlflow(tmp_path):
+    """The plan is printed with Ray and MLflow unavailable to Python (and nothing imports pandas or torch)."""
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(yaml.safe_dump(BASE, sort_keys=False))
+    code = (
+        "import sys; sys.modules['ray'] = None; sys.modules['mlflow'] = None\n"
+        "from orchestrator.run import main\n"
+        f"code = main([{str(spec_file)!r}, '--dry-run', '--out', {str(tmp_path / 'study')!r}])\n"
+        "print('heavy:', sorted(name for name in ('pandas', 'torch') if name in sys.modules))\n"
+        "sys.exit(code)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "stage search: 8 trials (4 settings x 2 seeds)" in proc.stdout and proc.stdout.count("search-0") == 8
+    assert "stage report:" in proc.stdout and "heavy: []" in proc.stdout
+    assert not (tmp_path / "study").exists()
 
 
 @pytest.mark.parametrize(
@@ -228,7 +354,10 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, args, words):
     spec_file.write_text(yaml.safe_dump(BASE, sort_keys=False))
     proc = subprocess.run(
         [sys.executable, "-m", "orchestrator.run", str(spec_file), "--out", str(tmp_path / "study"), *args],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and words in proc.stderr
@@ -238,12 +367,13 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, args, words):
 @pytest.mark.parametrize("name", ["quickstart", "ablation", "seeds"])
 def test_shipped_specs_are_valid(name):
     spec, _ = load_spec(REPO / "experiments" / f"{name}.yaml")
-    trials = search_trials(spec)
-    assert trials and describe_plan(spec, Path("studies") / spec.name)
+    plan = StudyPlan.from_spec(spec)
+    assert plan.search_trials() and plan.describe(Path("studies") / spec.name)
 
 
 def test_resume_names_the_first_changed_key_and_data_is_checked_first(tmp_path):
-    from orchestrator.study import check_data, first_difference
+    from orchestrator.preflight import check_data
+    from orchestrator.study import first_difference
 
     spec = parse_spec(spec_with())
     assert first_difference(spec.model_dump(), spec.model_dump()) is None

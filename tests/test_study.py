@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
-from orchestrator.stages import TRIAL_COLUMNS
-
 from study_helpers import RAY_AGENTS, driver, finish, finished, kill_driver, result_rows, trial_results, wait_for
+
+from orchestrator.stages.rows import TRIAL_COLUMNS
+from orchestrator.stages.trainable import EPOCH_HOOK_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +49,7 @@ TINY_STUDY = {
 def ray_env():
     short = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": short, "PYTHONUNBUFFERED": "1"}
+    env.pop(EPOCH_HOOK_ENV, None)
     env.pop("PCDARTS_TEST_NAN_AT", None)
     yield env
     shutil.rmtree(short, ignore_errors=True)
@@ -66,9 +67,12 @@ def _not_run_again(before: dict[str, list[dict]], after: dict[str, list[dict]]) 
     for key, rows in before.items():
         final = rows[-1]
         assert after[key][: len(rows)] == rows, key
-        for again in after[key][len(rows):]:
+        for again in after[key][len(rows) :]:
             assert again["trial_status"] == "finished" and again["epoch"] == final["epoch"], (key, again)
-            assert again["train_loss"] == final["train_loss"] and again["epoch_time_s"] == final["epoch_time_s"], (key, again)
+            assert again["train_loss"] == final["train_loss"] and again["epoch_time_s"] == final["epoch_time_s"], (
+                key,
+                again,
+            )
 
 
 def _done(folder: Path, stage: str) -> set[str]:
@@ -168,12 +172,21 @@ def test_study_killed_interrupted_and_resumed(tmp_path, ray_env):
     assert (trials["status"] == "finished").all()
     search = trials[trials["stage"] == "search"]
     assert (search["epochs"] == 2).all() and (search["valid_acc"] > 0).all()
-    assert (search["parameters"] > 0).all() and (search["multiply_adds"] > 0).all() and (search["peak_memory_bytes"] > 0).all()
+    assert (
+        (search["parameters"] > 0).all()
+        and (search["multiply_adds"] > 0).all()
+        and (search["peak_memory_bytes"] > 0).all()
+    )
     selection = pd.read_csv(folder / "selection.csv")
     best = search.sort_values(["valid_acc", "trial"], ascending=[False, True]).iloc[0]
     assert list(selection["source"]) == [best["trial"]]
     retrain = trials[trials["stage"] == "retrain"]
-    assert sorted(retrain["trial"]) == ["retrain-g01-seed0", "retrain-g01-seed1", "retrain-random01-seed0", "retrain-random01-seed1"]
+    assert sorted(retrain["trial"]) == [
+        "retrain-g01-seed0",
+        "retrain-g01-seed1",
+        "retrain-random01-seed0",
+        "retrain-random01-seed1",
+    ]
     assert (retrain["test_acc"] > 0).all() and (retrain["epochs"] == 2).all()
     summary = pd.read_csv(folder / "summary.csv")
     assert list(summary["setting"]) == ["k=2", "k=4", "random"]

@@ -1,16 +1,6 @@
-"""MLflow tracking of a study, written by the driver only.
-
-One experiment per study name, one parent run per study, one nested child run per trial.
-Runs are found again by their tags (``pcdarts.study_id`` on the parent, ``pcdarts.trial``
-on a child), so a retried trial, a restored Tune experiment or a resumed study continues
-the same run instead of making a new one. Epoch metrics are logged with the epoch as step,
-and an epoch already logged is never logged twice. Only the driver writes, so a sqlite
-store sees one writer however many trials run at once.
-
-:class:`TrialLogger` is the Ray Tune callback that logs live; :meth:`StudyTracker.catch_up`
-completes a trial's run from Tune's own results at the end of a stage, so nothing the
-callback missed (a driver restart, a tracking-server outage) is lost.
-"""
+"""The study's MLflow experiment and its runs: found again by their tags, epochs logged once each,
+a trial's run ended with its final values, genotype files and status (see :class:`~orchestrator.trial.TrialStatus`
+for the rule that tells an ended run from one merely closed)."""
 
 from __future__ import annotations
 
@@ -19,25 +9,30 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from ray.tune import Callback
-
+from pcdarts_core import parse_genotype
 from pcdarts_core.errors import UserInputError
+from pcdarts_core.outputs import write_genotype
 from pcdarts_core.records import EpochRecord, TrainRecord
+
+from ..trial import Trial, TrialStatus
 
 STUDY_TAG = "pcdarts.study_id"
 TRIAL_TAG = "pcdarts.trial"
 PARENT_TAG = "mlflow.parentRunId"
-#: Trial statuses and the MLflow run status each ends with.
-RUN_STATUS = {"finished": "FINISHED", "diverged": "FAILED", "error": "FAILED", "interrupted": "KILLED"}
+#: A trial's status, written last when its run ends (see :class:`~orchestrator.trial.TrialStatus`).
+STATUS_TAG = "pcdarts.status"
 #: The per-epoch values logged as metrics: the numbers of the core's epoch records (search or retrain).
-EPOCH_METRICS = tuple(dict.fromkeys(n for n in (*EpochRecord.SCALARS, *TrainRecord.SCALARS) if n not in ("epoch", "arch_frozen")))
+EPOCH_METRICS = tuple(
+    dict.fromkeys(n for n in (*EpochRecord.SCALARS, *TrainRecord.SCALARS) if n not in ("epoch", "arch_frozen"))
+)
 FINAL_METRICS = ("parameters", "multiply_adds")
-#: Seconds the live logger leaves MLflow alone after a failed call (the stage's catch-up logs what it skipped).
-OUTAGE_PAUSE_S = 20.0
-OUTAGE_PAUSE_MAX_S = 300.0
+
+# MLflow is imported inside the methods that call it: importing orchestrator.tracking (the report CLI
+# does) must not load it.
 
 
 class TrackingError(UserInputError):
@@ -87,7 +82,8 @@ class StudyTracker:
         except Exception as err:  # MLflow raises several types for an unreachable or broken store
             reason = " ".join(f"{type(err).__name__}: {err}".split())[:240]
             raise TrackingError(
-                f"tracking.uri={uri!r}: MLflow is not reachable ({reason}); start the tracking server or fix tracking.uri"
+                f"tracking.uri={uri!r}: MLflow is not reachable ({reason}); "
+                "start the tracking server or fix tracking.uri"
             ) from None
         return cls(uri, experiment_id)
 
@@ -100,7 +96,9 @@ class StudyTracker:
         """The study's parent run: found by its study id, or created with the spec as params."""
         run = self._find(f"tags.`{STUDY_TAG}` = '{study_id}'")
         if run is None:
-            run = self.client.create_run(self.experiment_id, run_name=name, tags={STUDY_TAG: study_id, "pcdarts.kind": "study"})
+            run = self.client.create_run(
+                self.experiment_id, run_name=name, tags={STUDY_TAG: study_id, "pcdarts.kind": "study"}
+            )
             self._log_params(run.info.run_id, _flatten("", params))
         elif run.info.status != "RUNNING":
             self.client.update_run(run.info.run_id, status="RUNNING")
@@ -109,14 +107,13 @@ class StudyTracker:
     def find_trial_run(self, parent_id: str, key: str) -> Any | None:
         return self._find(f"tags.`{TRIAL_TAG}` = '{key}' and tags.`{PARENT_TAG}` = '{parent_id}'")
 
-    def trial_run(self, parent_id: str, key: str, tags: dict[str, str], params: dict[str, Any]) -> str:
-        """A trial's child run, RUNNING: found by its key under the parent, or created with the config as params."""
-        run = self.find_trial_run(parent_id, key)
+    def trial_run(self, parent_id: str, trial: Trial) -> str:
+        """A trial's child run, RUNNING: found by its key under the parent, or created with its config as params."""
+        run = self.find_trial_run(parent_id, trial.key)
         if run is None:
-            run = self.client.create_run(
-                self.experiment_id, run_name=key, tags={**tags, TRIAL_TAG: key, PARENT_TAG: parent_id}
-            )
-            self._log_params(run.info.run_id, _flatten("", params))
+            tags = {**trial_tags(trial), TRIAL_TAG: trial.key, PARENT_TAG: parent_id}
+            run = self.client.create_run(self.experiment_id, run_name=trial.key, tags=tags)
+            self._log_params(run.info.run_id, _flatten("", trial.config))
         elif run.info.status != "RUNNING":
             self.client.update_run(run.info.run_id, status="RUNNING")
         return run.info.run_id
@@ -126,7 +123,10 @@ class StudyTracker:
         runs, token = [], None
         while True:
             page = self.client.search_runs(
-                [self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'", max_results=1000, page_token=token
+                [self.experiment_id],
+                filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'",
+                max_results=1000,
+                page_token=token,
             )
             runs.extend(page)
             token = page.token
@@ -162,7 +162,7 @@ class StudyTracker:
             self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
         return logged
 
-    def finish_trial(self, run_id: str, status: str, final: dict[str, Any]) -> None:
+    def finish_trial(self, run_id: str, status: TrialStatus, final: dict[str, Any]) -> None:
         """Final values, the genotype files and the run's end status."""
         from mlflow.entities import Metric, RunTag
 
@@ -173,14 +173,16 @@ class StudyTracker:
         if final.get("genotype"):
             self.log_genotype(run_id, final["genotype"])
         # The status tag last, with the end: a run carrying it has all its final values and files.
-        self.client.set_tag(run_id, "pcdarts.status", status)
-        self.client.set_terminated(run_id, RUN_STATUS.get(status, "FAILED"))
+        self.client.set_tag(run_id, STATUS_TAG, status.value)
+        self.client.set_terminated(run_id, status.mlflow_status)
+
+    def has_ended(self, run: Any) -> bool:
+        """Whether a trial's run was ended by :meth:`finish_trial`, not merely closed (KILLED) part-way."""
+        tag = run.data.tags.get(STATUS_TAG)
+        return tag in set(TrialStatus) and run.info.status == TrialStatus(tag).mlflow_status
 
     def log_genotype(self, run_id: str, text: str) -> None:
         """``genotype.json`` and ``genotype.txt``, the same files ``python -m pcdarts_core.search`` writes."""
-        from pcdarts_core import parse_genotype
-        from pcdarts_core.outputs import write_genotype
-
         with tempfile.TemporaryDirectory(prefix="pcdarts-genotype-") as folder:
             write_genotype(Path(folder), parse_genotype(text))
             self.client.log_artifacts(run_id, folder)
@@ -215,93 +217,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
-def trial_identity(config: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """(key, tags, params) of a trial from its Tune config."""
-    trial = config["trial"]
-    tags = {"pcdarts.stage": trial["stage"], "pcdarts.setting": trial["setting"], "pcdarts.seed": str(trial["seed"])}
-    if trial.get("genotype_id"):
-        tags["pcdarts.genotype_id"] = trial["genotype_id"]
-    return trial["key"], tags, trial["config"]
-
-
-class TrialLogger(Callback):
-    """Ray Tune callback on the driver: each trial's epochs to its MLflow child run, as they arrive.
-
-    Holds only names and ids when pickled with the Tune experiment; the MLflow client and the
-    trial-to-run map are rebuilt (from the runs' tags) after a restore.
-    """
-
-    def __init__(self, uri: str, experiment_id: str, parent_id: str) -> None:
-        self.uri, self.experiment_id, self.parent_id = uri, experiment_id, parent_id
-        self._tracker: StudyTracker | None = None
-        self._runs: dict[str, tuple[str, set[int]]] = {}
-        self._paused_until = 0.0
-        self._failures = 0  # consecutive failed calls: each doubles the pause, up to OUTAGE_PAUSE_MAX_S
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_id": self.parent_id}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["uri"], state["experiment_id"], state["parent_id"])  # type: ignore[misc]
-
-    @property
-    def tracker(self) -> StudyTracker:
-        if self._tracker is None:
-            self._tracker = StudyTracker(self.uri, self.experiment_id)
-        return self._tracker
-
-    def _run_of(self, trial: Any) -> tuple[str, set[int]]:
-        key, tags, params = trial_identity(trial.config)
-        if key not in self._runs:
-            run_id = self.tracker.trial_run(self.parent_id, key, tags, params)
-            self._runs[key] = (run_id, self.tracker.logged_epochs(run_id))
-        return self._runs[key]
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        def finish() -> None:
-            run_id, _ = self._run_of(trial)
-            result = trial.last_result or {}
-            status = result.get("trial_status", "error")
-            self.tracker.finish_trial(run_id, status, result if status == "finished" else {"error": result.get("error")})
-
-        self._guarded(finish)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        def finish() -> None:
-            run_id, _ = self._run_of(trial)
-            self.tracker.finish_trial(run_id, "error", {"error": f"the trial failed after its retries (Ray Tune's error file: {trial.error_file})"})
-
-        self._guarded(finish)
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._guarded(lambda: self._run_of(trial))
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        def log() -> None:
-            run_id, logged = self._run_of(trial)
-            self._runs[trial.config["trial"]["key"]] = (run_id, self.tracker.log_epochs(run_id, [result], logged))
-
-        self._guarded(log)
-
-    def _guarded(self, action: Any) -> None:
-        # A tracking outage must not stop the trials, nor slow them down with the client's retries (these
-        # callbacks run in Tune's loop): after a failure, live logging pauses (OUTAGE_PAUSE_S, doubling while
-        # the server stays away) and, once the pause is over, first asks the server with a one-second probe;
-        # the stage's catch-up logs what was skipped.
-        if time.monotonic() < self._paused_until:
-            return
-        try:
-            if self._failures:
-                check_server(self.uri, timeout_s=1.0)
-            action()
-            self._failures = 0
-        except Exception as err:  # noqa: BLE001
-            self._tracker = None
-            self._runs.clear()
-            pause = min(OUTAGE_PAUSE_S * 2**self._failures, OUTAGE_PAUSE_MAX_S)
-            self._failures += 1
-            self._paused_until = time.monotonic() + pause
-            print(
-                f"warning: MLflow logging failed ({type(err).__name__}: {' '.join(str(err).split())[:160]}); "
-                f"live logging pauses for {pause:g} s and the end of the stage logs what was missed"
-            )
+def trial_tags(trial: Trial) -> dict[str, str]:
+    """The tags that describe a trial's run (besides its key and parent)."""
+    tags = {"pcdarts.stage": trial.stage, "pcdarts.setting": trial.setting, "pcdarts.seed": str(trial.seed)}
+    if trial.genotype_id:
+        tags["pcdarts.genotype_id"] = trial.genotype_id
+    return tags

@@ -12,6 +12,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from ..trial import Trial
+
 FINAL_STATES = {"TERMINATED", "ERROR"}
 
 
@@ -46,7 +48,7 @@ class StageProgress(Callback):
                 counts["pending"] += 1
             value = (trial.last_result or {}).get(self.metric)
             if isinstance(value, (int, float)) and value == value:
-                key = trial.config["trial"]["key"]
+                key = Trial.from_param(trial.config).key
                 if best is None or (value > best[0] if self.mode == "max" else value < best[0]):
                     best = (float(value), key)
         self._best = best

@@ -1,0 +1,154 @@
+"""What a study runs, computed once from its spec: the search grid, the settings in grid order,
+the trials of each stage, the retraining settings per seed and the report's reference setting.
+
+:meth:`StudyPlan.describe` is what ``--dry-run`` prints. This module imports neither Ray, MLflow
+nor pandas, so that the dry run stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pcdarts_core import SearchConfig, TrainConfig, parse_genotype
+
+from .spec import StudySpec, reference_setting, retrain_config, retrain_seeds, setting_label
+from .trial import RANDOM, Trial
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One point of the search grid: its trial key (``search-001``), its setting (``k=4 edge_norm=on``),
+    the swept values (the seed included) and its validated SearchConfig."""
+
+    key: str
+    setting: str
+    values: dict[str, Any]
+    config: SearchConfig
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """The study's plan; build it with :meth:`from_spec`."""
+
+    spec: StudySpec
+    grid: tuple[GridPoint, ...]
+    #: The settings in grid order.
+    settings: tuple[str, ...]
+    retrain_seeds: tuple[int, ...]
+    #: The setting the report compares the others with (None: no reference, for ``reference_note``'s reason).
+    reference: str | None
+    reference_note: str
+
+    @classmethod
+    def from_spec(cls, spec: StudySpec) -> StudyPlan:
+        grid = tuple(
+            GridPoint(f"search-{index:03d}", setting_label(values), values, config)
+            for index, (values, config) in enumerate(spec.grid, start=1)
+        )
+        reference, note = reference_setting(spec)
+        return cls(
+            spec=spec,
+            grid=grid,
+            settings=tuple(dict.fromkeys(point.setting for point in grid)),
+            retrain_seeds=tuple(retrain_seeds(spec)),
+            reference=reference,
+            reference_note=note,
+        )
+
+    def retrain_config(self, seed: int) -> TrainConfig:
+        """The validated retraining settings for one seed."""
+        return retrain_config(self.spec, seed)
+
+    # --- the trials of each stage ---------------------------------------------------------
+    def search_trials(self) -> list[Trial]:
+        """One trial per grid point (with the retrain settings, to cost the genotype it finds)."""
+        cost_config = self.retrain_config(seed=0).model_dump()
+        res = self.spec.resources
+        return [
+            Trial(
+                key=point.key,
+                stage="search",
+                setting=point.setting,
+                seed=point.config.seed,
+                config=point.config.model_dump(),
+                retrain_config=cost_config,
+                cpus=res.cpus_per_trial,
+                gpus=res.gpus_per_trial,
+            )
+            for point in self.grid
+        ]
+
+    def retrain_trials(self, selection: pd.DataFrame) -> list[Trial]:
+        """Each selected genotype (rows of ``selection.csv``) and each random baseline, with every
+        retrain seed, same protocol."""
+        from .selection import baseline_genotypes, canonical_genotype  # imports pandas: kept off the dry run's path
+
+        jobs = [
+            (row.genotype_id, row.setting, row.source, parse_genotype(row.genotype))
+            for row in selection.itertuples(index=False)
+        ]
+        avoid = {canonical_genotype(genotype) for *_, genotype in jobs}
+        steps = self.grid[0].config.steps
+        jobs += [
+            (gid, RANDOM, RANDOM, genotype) for gid, genotype in baseline_genotypes(self.spec.baseline, steps, avoid)
+        ]
+        res = self.spec.resources
+        configs = {seed: self.retrain_config(seed).model_dump() for seed in self.retrain_seeds}
+        return [
+            Trial(
+                key=f"retrain-{genotype_id}-seed{seed}",
+                stage="retrain",
+                setting=setting,
+                seed=seed,
+                genotype_id=genotype_id,
+                source=source,
+                genotype=genotype.to_dict(),
+                config=configs[seed],
+                cpus=res.cpus_per_trial,
+                gpus=res.gpus_per_trial,
+            )
+            for genotype_id, setting, source, genotype in jobs
+            for seed in self.retrain_seeds
+        ]
+
+    # --- the dry run ----------------------------------------------------------------------
+    def describe(self, folder: Path) -> str:
+        """What ``--dry-run`` prints: every search trial, the selection rule and the retrain plan."""
+        spec, res = self.spec, self.spec.resources
+        count, settings, seeds = len(self.grid), self.settings, list(self.retrain_seeds)
+        select_where = "over the whole study" if spec.select.per == "study" else "within each setting"
+        top = spec.select.top * (1 if spec.select.per == "study" else len(settings))
+        most = (top + spec.baseline.count) * len(seeds)
+        train = self.retrain_config(seed=seeds[0])
+        gpus = res.gpus_per_trial if res.gpus_per_trial == "auto" else format(res.gpus_per_trial, "g")
+        lines = [
+            f"study {spec.name}: {count} search trials, then up to {most} retrain trials",
+            f"  folder {folder}, MLflow {spec.tracking_uri(folder)} (experiment {spec.experiment_name()}), "
+            f"Tune storage {spec.storage_path(folder)}",
+            f"  each trial: {res.cpus_per_trial:g} CPU, {gpus} GPU; at most "
+            f"{res.max_concurrent_trials or 'as many as fit'} at once; {res.max_failures} retries",
+            "",
+            f"stage search: {count} trials ({len(settings)} settings x {count // max(1, len(settings))} seeds), "
+            f"{self.grid[0].config.epochs} epochs each",
+        ]
+        for point in self.grid:
+            lines.append(f"  {point.key}  {point.setting:<32} seed={point.config.seed}")
+        lines += [
+            "",
+            f"stage select: the top {spec.select.top} genotypes by final {spec.select.metric} {select_where}; "
+            "identical genotypes retrained once",
+            "",
+            f"stage retrain: up to {top} selected genotypes + {spec.baseline.count} random baselines, "
+            f"each with seeds {seeds}: up to {most} trials",
+            f"  protocol: {train.network} network, C={train.init_channels}, {train.layers} cells, "
+            f"{train.epochs} epochs, batch {train.batch_size}, lr {train.lr} ({train.lr_schedule})",
+            "",
+            "stage report: report.html with its pictures, summary.md/.csv, comparisons.csv, trials.csv "
+            "(also logged to the study's MLflow run)",
+        ]
+        return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""The search stage: one PC-DARTS search per grid point, as one Tune experiment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pcdarts_core import Genotype, Search, SearchConfig, TrainConfig, build_network, network_cost
+from pcdarts_core.data import DatasetBundle
+
+from ..trial import Trial
+from .context import StageContext
+from .trainable import report_epochs, restore, start
+from .tune_stage import TuneStage
+
+
+def search_trial(params: dict[str, Any]) -> None:
+    """Tune trainable: one search. ``params["trial"]`` holds its key and SearchConfig."""
+    trial = Trial.from_param(params)
+    config = SearchConfig(**trial.config)
+    data = start(params, config)
+    search = restore(Search, data) or Search(config, data=data)
+    cost_config = TrainConfig(**trial.retrain_config)
+
+    def final(run: Search) -> dict[str, Any]:
+        genotype = run.genotype()
+        return {"genotype": genotype.to_text(), **_genotype_cost(cost_config, genotype, data)}
+
+    report_epochs(search, final, trial.key)
+
+
+def _genotype_cost(config: TrainConfig, genotype: Genotype, data: DatasetBundle) -> dict[str, int]:
+    """Parameters and multiply-adds of the network the study retrains from ``genotype``."""
+    network = build_network(config, genotype, data.num_classes, data.in_channels)
+    cost = network_cost(network, (data.in_channels, data.image_size, data.image_size))
+    return {"parameters": cost.parameters, "multiply_adds": cost.multiply_adds}
+
+
+def _trials(context: StageContext) -> list[Trial]:
+    return context.plan.search_trials()
+
+
+SEARCH = TuneStage("search", _trials, search_trial, metric="valid_acc", mode="max")

@@ -1,0 +1,95 @@
+"""What the Ray Tune trainables of the stages share: the epoch loop, its reports and checkpoints.
+
+A trainable runs the core's epoch loop and reports after every epoch with a checkpoint of the
+complete run state, so that a retried or restored trial continues from its last epoch (Ray Tune's
+own restore: ``tune.get_checkpoint()``). A diverged run is not an error of the study: it reports
+``trial_status="diverged"`` and ends, so the study goes on and the report lists it. Trials write
+nothing to MLflow: the driver does (see :mod:`orchestrator.tracking`).
+
+The epoch hook: ``PCDARTS_EPOCH_HOOK=module:function`` names a function that each trial calls as
+``function(trial_key, run)`` before each of its epochs, in the worker process (the module must be
+importable there). Studies leave it unset; the tests install one to inject faults into real trials
+(``tests/fault_hooks.py``: a run whose weights turn NaN).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from pcdarts_core import SearchConfig, TrainConfig, load_dataset
+from pcdarts_core.data import DatasetBundle
+from pcdarts_core.errors import Diverged
+from pcdarts_core.outputs import CHECKPOINT
+from pcdarts_core.runner import EpochRunner
+
+from ..trial import RUNNING, STATUS_METRIC, TrialStatus
+
+EPOCH_HOOK_ENV = "PCDARTS_EPOCH_HOOK"
+EpochHook = Callable[[str, Any], None]
+
+
+def start(params: dict[str, Any], config: SearchConfig | TrainConfig) -> DatasetBundle:
+    """Set the trial's threads; its dataset."""
+    torch.set_num_threads(max(1, int(params.get("threads", 1))))
+    return load_dataset(config.dataset, config.data_root, download=config.download, image_size=config.image_size)
+
+
+def restore(kind: type[EpochRunner], data: DatasetBundle) -> Any:
+    """The run saved in this trial's latest checkpoint (after a retry or a restored study), or None."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return kind.resume(Path(folder) / CHECKPOINT, data=data)
+
+
+def report_epochs(run: Any, final: Callable[[Any], dict[str, Any]], key: str) -> None:
+    """Run the remaining epochs, reporting each with a checkpoint; the last report carries the final values."""
+    where = _where()
+    hook = epoch_hook()
+    reported = False
+    try:
+        while not run.done:
+            if hook is not None:
+                hook(key, run)
+            record = run.run_epoch()
+            status = TrialStatus.FINISHED.value if run.done else RUNNING
+            metrics = {**_scalars(record), **where, STATUS_METRIC: status}
+            if run.done:
+                metrics.update(final(run))
+            with tempfile.TemporaryDirectory(prefix="pcdarts-ckpt-") as folder:
+                run.save(Path(folder) / CHECKPOINT)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            reported = True
+    except Diverged as err:
+        tune.report({"epoch": run.epoch, **where, STATUS_METRIC: TrialStatus.DIVERGED.value, "error": str(err)})
+        return
+    if not reported and run.history:  # restored after its last epoch was saved: report the final values again
+        tune.report({**_scalars(run.history[-1]), **where, STATUS_METRIC: TrialStatus.FINISHED.value, **final(run)})
+
+
+def epoch_hook() -> EpochHook | None:
+    """The function ``PCDARTS_EPOCH_HOOK`` names (see the module docstring), or None when it is unset."""
+    name = os.environ.get(EPOCH_HOOK_ENV)
+    if not name:
+        return None
+    module, _, function = name.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _where() -> dict[str, Any]:
+    """The Ray node and the worker process running this trial."""
+    return {"node_id": ray.get_runtime_context().get_node_id(), "worker_pid": os.getpid()}
+
+
+def _scalars(record: Any) -> dict[str, Any]:
+    return {name: value for name, value in record.scalars().items() if value is not None}
