@@ -11,6 +11,7 @@ without rerunning anything. The modules, in the order the report is built:
   :mod:`~orchestrator.report.comparisons`: ``summary.csv``, ``retrained_genotypes.csv``,
   ``comparisons.csv``;
 - :mod:`~orchestrator.report.statistics`: the statistics, on plain numbers (the method: ``method.md``);
+- :mod:`~orchestrator.report.findings`: the few sentences both files open with;
 - :mod:`~orchestrator.report.tables`: the tables as text and ``summary.md``;
 - :mod:`~orchestrator.report.pictures`, :mod:`~orchestrator.report.figures`: which pictures, and
   how each is drawn;

@@ -1,8 +1,9 @@
 """``report.html``: the study report as one self-contained page (styles inline, pictures as base64
 PNG data), readable offline and safe to open: every text from the study is escaped.
 
-The page is ``report.html.j2``; it shows the summary tables by section, the pictures by section
-(:data:`~orchestrator.report.pictures.PICTURES`) and the statistics method (``method.md``).
+The page is ``report.html.j2``; it shows the findings first, then the summary tables by section,
+the pictures by section (:data:`~orchestrator.report.pictures.PICTURES`) and the statistics method
+(``method.md``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class ReportContent:
     """What the page shows, section by section (tables as DataFrames of text, pictures as PNG bytes)."""
 
     name: str
+    #: the findings' sentences (:mod:`~orchestrator.report.findings`), shown first
+    findings: list[str]
     plan: list[str]
     spec_yaml: str
     #: the summary's tables by section (accuracy, stability, cost)

@@ -38,13 +38,17 @@ class StudyResults:
     notes: list[str]
 
 
+def reference_name(plan: StudyPlan) -> str:
+    """How the comparisons name the reference setting: DARTS by default, else ``reference``."""
+    return "DARTS" if plan.spec.report.reference is None else "reference"
+
+
 def study_results(folder: Path, plan: StudyPlan) -> StudyResults:
     trials = load_trials(folder)
     selection = read_table(folder / SELECTION_FILE)
     histories = load_arch_history(folder)
-    reference_name = "DARTS" if plan.spec.report.reference is None else "reference"
     genotypes = genotype_results(trials, selection)
-    comparisons = compare_settings(trials, selection, plan.settings, plan.reference, reference_name)
+    comparisons = compare_settings(trials, selection, plan.settings, plan.reference, reference_name(plan))
     notes = [plan.reference_note] if plan.reference_note else []
     if plan.reference is not None and not (comparisons["versus"] == plan.reference).any():
         notes.append(f"Reference setting {plan.reference}: no comparison (it or the others lack finished values).")

@@ -7,7 +7,7 @@ Accuracies are fractions in the CSV files and percent in ``summary.md`` and ``re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,13 +87,15 @@ def summary_markdown(
     comparisons: pd.DataFrame | None = None,
     agreement: Agreement | None = None,
     notes: Iterable[str] = (),
+    findings: Sequence[str] = (),
 ) -> str:
-    """A readable summary: accuracy, comparisons, stability and cost per setting, the selected
-    genotypes and the failed trials."""
+    """A readable summary: the findings (when given), accuracy, comparisons, stability and cost per
+    setting, the selected genotypes and the failed trials."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        f"# Study {name}",
-        "",
+    lines = [f"# Study {name}", ""]
+    if findings:
+        lines += ["## Findings", "", *(f"- {sentence}" for sentence in findings), ""]
+    lines += [
         f"Written {stamp}. {ACCURACY_NOTE}",
         "",
         section_table(summary, ACCURACY).to_markdown(index=False),
@@ -131,9 +133,11 @@ def write_reports(
     genotypes: pd.DataFrame | None = None,
     agreement: Agreement | None = None,
     notes: Iterable[str] = (),
+    findings: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Write trials.csv, summary.csv (``summary`` from :func:`~orchestrator.report.summary.summarize`),
-    summary.md and, when given, comparisons.csv and retrained_genotypes.csv, atomically; return their paths."""
+    summary.md (``findings`` first) and, when given, comparisons.csv and retrained_genotypes.csv,
+    atomically; return their paths."""
     paths = {"trials": folder / "trials.csv", "summary": folder / "summary.csv", "summary_md": folder / "summary.md"}
     atomic_write_text(paths["trials"], trials.to_csv(index=False))
     atomic_write_text(paths["summary"], summary.to_csv(index=False))
@@ -143,6 +147,6 @@ def write_reports(
     if genotypes is not None:
         paths["genotypes"] = folder / "retrained_genotypes.csv"
         atomic_write_text(paths["genotypes"], genotypes.to_csv(index=False))
-    markdown = summary_markdown(name, summary, selection, trials, comparisons, agreement, notes)
+    markdown = summary_markdown(name, summary, selection, trials, comparisons, agreement, notes, findings)
     atomic_write_text(paths["summary_md"], markdown)
     return paths
