@@ -15,7 +15,6 @@ database (``mlflow.db``, artifacts in ``mlartifacts/``) and the Tune experiments
 from __future__ import annotations
 
 import contextlib
-import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from .spec import StudySpec, parse_spec
 from .stages.context import StageContext
 from .stages.sequence import SEQUENCE
 from .study_files import SPEC_FILE, STATE_FILE
+from .study_state import StudyState
 from .tracking import StudyTracker, close_runs
 
 Say = Callable[[str], None]
@@ -43,7 +43,7 @@ Say = Callable[[str], None]
 class Study:
     """A study folder, its plan and its state (``study.json``), and the stages run into it."""
 
-    def __init__(self, folder: Path, spec: StudySpec, state: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, spec: StudySpec, state: StudyState) -> None:
         self.folder = folder
         self.plan = StudyPlan.from_spec(spec)
         self.state = state
@@ -57,15 +57,14 @@ class Study:
         check_free(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / SPEC_FILE, yaml.safe_dump(raw, sort_keys=False))
-        state = {
-            "study_id": uuid.uuid4().hex,
-            "name": spec.name,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "stages_done": [],
+        state = StudyState(
+            study_id=uuid.uuid4().hex,
+            name=spec.name,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
             # resolved once, so that a resume from another working directory finds the same places
-            "mlflow_uri": spec.tracking_uri(folder),
-            "storage_path": spec.storage_path(folder),
-        }
+            mlflow_uri=spec.tracking_uri(folder),
+            storage_path=spec.storage_path(folder),
+        )
         study = cls(folder, spec, state)
         study.save_state()
         return study
@@ -89,24 +88,23 @@ class Study:
                     source="--resume",
                 )
             saved = saved.model_copy(update={"ray": spec.ray})
-        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-        return cls(folder, saved, state)
+        return cls(folder, saved, StudyState.read(folder))
 
     # --- study.json -------------------------------------------------------------------------
     def save_state(self) -> None:
-        atomic_write_text(self.folder / STATE_FILE, json.dumps(self.state, indent=2) + "\n")
+        self.state.write(self.folder)
 
     def done(self, stage: str) -> bool:
-        return stage in self.state["stages_done"]
+        return self.state.done(stage)
 
     def mark_done(self, stage: str) -> None:
-        self.state["stages_done"].append(stage)
+        self.state.stages_done.append(stage)
         self.save_state()
 
     def tune_experiment(self, stage: str) -> str:
         """The Tune experiment of a stage. The study id is in the name: another study of the same
         name in a shared storage is never restored."""
-        return f"{self.spec.name}-{self.state['study_id'][:8]}-{stage}"
+        return f"{self.spec.name}-{self.state.study_id[:8]}-{stage}"
 
     # --- running ----------------------------------------------------------------------------
     def run(self, verbose: bool = False, say: Say = print) -> None:
@@ -115,12 +113,12 @@ class Study:
         Ray runs from the first stage to the last one that uses it, if any of these is still to do;
         the stages after it (the report) run once Ray is stopped."""
         spec, folder = self.spec, self.folder
-        uri = self.state["mlflow_uri"]
+        uri = self.state.mlflow_uri
         artifacts = folder / "mlartifacts" if spec.tracking.uri is None else None
         tracker = StudyTracker.connect(uri, spec.experiment_name(), artifacts)
-        parent = tracker.study_run(self.state["study_id"], spec.name, spec.model_dump())
-        if "mlflow_run_id" not in self.state:
-            self.state.update(mlflow_run_id=parent, mlflow_experiment_id=tracker.experiment_id)
+        parent = tracker.study_run(self.state.study_id, spec.name, spec.model_dump())
+        if self.state.mlflow_run_id is None:
+            self.state.mlflow_run_id, self.state.mlflow_experiment_id = parent, tracker.experiment_id
             self.save_state()
         say(
             f"study {spec.name}: folder {folder}, MLflow run {parent} in experiment {spec.experiment_name()!r} at {uri}"

@@ -84,6 +84,20 @@ def test_tables_and_pictures_rebuilt_from_the_folder(built):
     assert "## Comparisons" in (folder / "summary.md").read_text()
 
 
+def test_summary_and_report_open_with_the_findings(built):
+    folder, _ = built
+    markdown = (folder / "summary.md").read_text(encoding="utf-8")
+    assert markdown.startswith("# Study fixture\n\n## Findings\n\n- Search time per epoch relative to")
+    findings = markdown.split("## Findings\n\n")[1].split("\n\n")[0].splitlines()
+    assert len(findings) == 5 and all(line.startswith("- ") for line in findings)
+    assert "Best setting by retrain test accuracy" in findings[1] and "Kendall's tau" in findings[2]
+    assert "α barely moved" in findings[3]  # the fixture's searches are 3 epochs: α entropy 1.00
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert re.findall(r'<h2 id="(\w+)">', html)[:2] == ["findings", "run"]
+    items = re.findall(r"<li>(.*?)</li>", re.search(r'<ul class="findings">(.*?)</ul>', html, re.S).group(1))
+    assert len(items) == 5 and items[1].startswith("Best setting by retrain test accuracy")
+
+
 def test_report_html_is_self_contained_and_escaped(built):
     folder, _ = built
     html = (folder / "report.html").read_text(encoding="utf-8")
@@ -157,6 +171,7 @@ def test_report_logged_to_the_study_mlflow_run(built, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from orchestrator.report.folder import FIGURES_DIR, REPORT_FILE
+    from orchestrator.study_state import StudyState
     from orchestrator.tracking import log_report_to_study_run
 
     folder, _ = built
@@ -164,7 +179,7 @@ def test_report_logged_to_the_study_mlflow_run(built, tmp_path):
     client = MlflowClient(uri)
     experiment = client.create_experiment("fixture", artifact_location=(tmp_path / "artifacts").as_uri())
     run = client.create_run(experiment).info.run_id
-    state = {"mlflow_uri": uri, "mlflow_run_id": run}
+    state = StudyState.read(FIXTURE).model_copy(update={"mlflow_uri": uri, "mlflow_run_id": run})
     paths = {name: folder / name for name in ("summary.csv", "summary.md", "comparisons.csv", REPORT_FILE)}
     lines: list[str] = []
     log_report_to_study_run(folder, state, {**paths, "figures": folder / FIGURES_DIR}, lines.append)
@@ -173,5 +188,5 @@ def test_report_logged_to_the_study_mlflow_run(built, tmp_path):
     assert {REPORT_FILE, "summary.csv", "comparisons.csv", "spec.yaml", "arch_history.json", FIGURES_DIR} <= logged
     assert f"{FIGURES_DIR}/accuracy.png" in {a.path for a in client.list_artifacts(run, FIGURES_DIR)}
     # the fixture's own store does not exist: said, and nothing is created
-    log_report_to_study_run(folder, json.loads((FIXTURE / "study.json").read_text()), paths, lines.append)
+    log_report_to_study_run(folder, StudyState.read(FIXTURE), paths, lines.append)
     assert "does not exist; nothing logged" in lines[-1] and not Path("/nonexistent").exists()

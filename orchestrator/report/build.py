@@ -13,13 +13,15 @@ from pcdarts_core.checkpoint import atomic_write_bytes, atomic_write_text
 
 from ..plan import StudyPlan
 from ..study_files import SPEC_FILE
+from ..study_state import StudyState
 from .arch_history import ARCH_HISTORY_FILE
 from .columns import SECTIONS
 from .comparisons import agreement_sentence
+from .findings import FindingsInput, findings
 from .folder import FIGURES_DIR, REPORT_FILE
 from .html import ReportContent, method_paragraphs, render_report
 from .pictures import draw_pictures
-from .results import StudyResults, study_results
+from .results import StudyResults, reference_name, study_results
 from .tables import (
     ACCURACY_NOTE,
     STABILITY_NOTE,
@@ -76,10 +78,21 @@ def _arch_missing(folder: Path, results: StudyResults) -> list[str]:
     return missing
 
 
-def build_study_report(folder: Path, plan: StudyPlan, state: dict[str, Any], say: Say = print) -> dict[str, Path]:
+def build_study_report(folder: Path, plan: StudyPlan, state: StudyState, say: Say = print) -> dict[str, Path]:
     """Write the tables, pictures and ``report.html`` of the study in ``folder``; return the paths
     (``figures`` is the pictures' folder)."""
     results = study_results(folder, plan)
+    found = findings(
+        FindingsInput(
+            summary=results.summary,
+            comparisons=results.comparisons,
+            agreement=results.agreement,
+            reference=plan.reference,
+            reference_label=f"{plan.reference} ({reference_name(plan)})" if plan.reference else "",
+            reference_note=plan.reference_note,
+            search_epochs={point.setting: point.config.epochs for point in plan.grid},
+        )
+    )
     paths = write_reports(
         folder,
         plan.spec.name,
@@ -90,6 +103,7 @@ def build_study_report(folder: Path, plan: StudyPlan, state: dict[str, Any], say
         results.genotypes,
         results.agreement,
         results.notes,
+        found,
     )
     say(f"  tables: {', '.join(p.name for p in paths.values())}")
 
@@ -107,6 +121,7 @@ def build_study_report(folder: Path, plan: StudyPlan, state: dict[str, Any], say
 
     content = ReportContent(
         name=plan.spec.name,
+        findings=found,
         plan=plan_lines(plan, results.trials),
         spec_yaml=(folder / SPEC_FILE).read_text(encoding="utf-8"),
         summary_tables={section: section_table(results.summary, section) for section in SECTIONS},
@@ -121,8 +136,8 @@ def build_study_report(folder: Path, plan: StudyPlan, state: dict[str, Any], say
         failed=failed_trials(results.trials),
         pictures=pictures,
         arch_missing=_arch_missing(folder, results),
-        run_info=[f"Study folder {folder.name}, stages done: {', '.join(state.get('stages_done', []))}."]
-        + ([f"MLflow run {state['mlflow_run_id']}."] if state.get("mlflow_run_id") else []),
+        run_info=[f"Study folder {folder.name}, stages done: {', '.join(state.stages_done)}."]
+        + ([f"MLflow run {state.mlflow_run_id}."] if state.mlflow_run_id else []),
     )
     paths["report"] = folder / REPORT_FILE
     atomic_write_text(paths["report"], render_report(content))

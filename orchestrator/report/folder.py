@@ -3,9 +3,7 @@ the names of those it writes besides the tables (``report.html``, ``report_figur
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import yaml
@@ -15,6 +13,7 @@ from pcdarts_core.errors import UserInputError
 from ..plan import StudyPlan
 from ..spec import parse_spec
 from ..study_files import SELECTION_FILE, SPEC_FILE, STATE_FILE, stage_table
+from ..study_state import StudyState
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "report_figures"
@@ -22,7 +21,7 @@ FIGURES_DIR = "report_figures"
 NEEDED = (stage_table("search"), SELECTION_FILE, stage_table("retrain"))
 
 
-def open_study(folder: Path) -> tuple[StudyPlan, dict[str, Any]]:
+def open_study(folder: Path) -> tuple[StudyPlan, StudyState]:
     """The plan and state of a study folder whose search, select and retrain stages are done."""
     if not folder.is_dir():
         raise UserInputError(f"{folder}: no such folder; give a study folder, e.g. studies/quickstart")
@@ -30,11 +29,8 @@ def open_study(folder: Path) -> tuple[StudyPlan, dict[str, Any]]:
         raise UserInputError(
             f"{folder}: not a study folder (no {STATE_FILE} or {SPEC_FILE}); give the --out folder of a study"
         )
-    try:
-        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserInputError(f"{folder / STATE_FILE}: not valid JSON ({err}); the study folder is damaged") from None
-    missing = [stage for stage in ("search", "select", "retrain") if stage not in state.get("stages_done", [])]
+    state = StudyState.read(folder)
+    missing = [stage for stage in ("search", "select", "retrain") if not state.done(stage)]
     if missing:
         raise UserInputError(
             f"{folder}: the study is not finished (stage {missing[0]} not done); finish it with "

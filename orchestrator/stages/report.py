@@ -24,7 +24,7 @@ class ReportStage:
         say("stage report: tables, pictures, report.html")
         if not (folder / ARCH_HISTORY_FILE).is_file():
             experiment = study.tune_experiment("search")
-            save_arch_history(folder, study.state["storage_path"], experiment, study.plan.search_trials(), say)
+            save_arch_history(folder, study.state.storage_path, experiment, study.plan.search_trials(), say)
         paths = build_study_report(folder, study.plan, study.state, say)
         client, parent = context.tracker.client, context.parent_run
         if not study.done(self.name):

@@ -52,7 +52,7 @@ class TuneStage:
             StageProgress(self.name, self.metric, self.mode),
         ]
         experiment = study.tune_experiment(self.name)
-        storage = study.state["storage_path"]
+        storage = study.state.storage_path
         results = run_stage(experiment, self.trainable, trials, study.spec, storage, callbacks, context.verbose, say)
         # The stage is done only once MLflow holds all of it: if it cannot, the stage stays open and
         # --resume logs what is missing (restoring a finished Tune experiment runs nothing again).

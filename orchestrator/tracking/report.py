@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from ..study_files import SELECTION_FILE, SPEC_FILE
+from ..study_state import StudyState
 
 Say = Callable[[str], None]
 
 
 def log_study_report(client: Any, run_id: str, folder: Path, paths: dict[str, Path]) -> None:
     """The tables, ``report.html``, the spec and the pictures as artifacts of the study's MLflow run."""
-    # imported here: orchestrator.report imports this package
+    # imported here: keeps pandas, matplotlib and torch out of `import orchestrator.tracking` (Ray workers import it)
     from ..report.arch_history import ARCH_HISTORY_FILE
 
     for name, path in paths.items():
@@ -34,9 +35,9 @@ def log_summary_metrics(client: Any, run_id: str, metrics: dict[str, float]) -> 
         client.log_batch(run_id, metrics=[Metric(name, float(value), 0, 0) for name, value in metrics.items()])
 
 
-def log_report_to_study_run(folder: Path, state: dict[str, Any], paths: dict[str, Path], say: Say) -> None:
+def log_report_to_study_run(folder: Path, state: StudyState, paths: dict[str, Path], say: Say) -> None:
     """Log the report to the study's MLflow run if its store is there; say so and go on if it is not."""
-    uri, run_id = state.get("mlflow_uri"), state.get("mlflow_run_id")
+    uri, run_id = state.mlflow_uri, state.mlflow_run_id
     if not uri or not run_id:
         say("  MLflow: the study has no MLflow run recorded; nothing logged")
         return
