@@ -216,6 +216,27 @@ def test_study_killed_interrupted_and_resumed(tmp_path, ray_env):
     assert {"trials.csv", "summary.csv", "summary.md", "spec.yaml"} <= parent_artifacts
     assert parents[0].data.params["search.k"] == "[2, 4]"
 
+    # MLflow as its users see it: the runs table, named and described runs, the dataset, provenance, the networks
+    from orchestrator.tracking.trained import evaluate_run, trial_run_id
+
+    experiment = client.get_experiment(parents[0].info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    study_tags = parents[0].data.tags
+    assert study_tags["mlflow.note.content"] and study_tags["pcdarts.torch"] and study_tags["pcdarts.ray"]
+    assert {"pcdarts.version", "pcdarts.python", "pcdarts.cuda", "pcdarts.devices"} <= set(study_tags)
+    for run in children:
+        tags = run.data.tags
+        what = tags.get("pcdarts.genotype_id") or tags["pcdarts.setting"]
+        assert run.info.run_name == f"{tags['pcdarts.stage']} {what} seed={tags['pcdarts.seed']}"
+        assert tags["pcdarts.trial"] in tags["mlflow.note.content"]
+        assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["fashion_mnist_mini"]
+        if tags["pcdarts.stage"] == "retrain":
+            network = {a.path for a in client.list_artifacts(run.info.run_id, "network")}
+            assert {"network/weights.pt", "network/config.json", "network/genotype.json"} <= network
+    uri, run_id = trial_run_id(folder, "retrain-g01-seed0")
+    logged = client.get_run(run_id).data.metrics["test_acc"]
+    assert evaluate_run(uri, run_id).test_acc == pytest.approx(logged, abs=1e-6)
+
     # 5. resuming a finished study redoes nothing and adds no runs
     fifth = driver(resume, ray_env, tmp_path, tmp_path / "run5.log")
     code, output = finish(fifth, 300)

@@ -3,13 +3,18 @@ Tune experiment."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import torch
+
 from pcdarts_core import Genotype, TrainConfig, Training
+from pcdarts_core.outputs import write_config, write_genotype
 
 from ..study_files import SELECTION_FILE
 from ..trial import Trial
 from .context import StageContext
+from .rows import FINAL_FILES, TRAINED_WEIGHTS
 from .trainable import report_epochs, restore, start
 from .tune_stage import TuneStage
 
@@ -29,7 +34,16 @@ def retrain_trial(params: dict[str, Any]) -> None:
             "multiply_adds": run.cost.multiply_adds,
         }
 
-    report_epochs(training, final, trial.key)
+    report_epochs(training, final, trial.key, final_files=write_trained_network)
+
+
+def write_trained_network(run: Training, folder: Path) -> None:
+    """The trained network, into the final checkpoint's ``FINAL_FILES`` folder: its weights (a ``state_dict``,
+    loadable with ``weights_only=True``), its settings (``config.json``) and its genotype."""
+    out = folder / FINAL_FILES
+    write_config(out, run.config)
+    write_genotype(out, run.genotype())
+    torch.save({name: value.detach().cpu() for name, value in run.model.state_dict().items()}, out / TRAINED_WEIGHTS)
 
 
 def _trials(context: StageContext) -> list[Trial]:

@@ -10,6 +10,10 @@ from ..trial import Trial, TrialStatus
 if TYPE_CHECKING:
     from ray import tune
 
+#: The folder, in a finished trial's last checkpoint, of the files its MLflow run keeps (a retraining: the trained
+#: network), and the name of the network's weights file (a ``state_dict``) there.
+FINAL_FILES = "final"
+TRAINED_WEIGHTS = "weights.pt"
 #: The final values of a finished trial, from its last report.
 FINAL_VALUES = (
     *("train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc"),

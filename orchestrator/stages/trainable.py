@@ -52,8 +52,11 @@ def restore(kind: type[EpochRunner], data: DatasetBundle) -> Any:
         return kind.resume(Path(folder) / CHECKPOINT, data=data)
 
 
-def report_epochs(run: Any, final: Callable[[Any], dict[str, Any]], key: str) -> None:
-    """Run the remaining epochs, reporting each with a checkpoint; the last report carries the final values."""
+def report_epochs(
+    run: Any, final: Callable[[Any], dict[str, Any]], key: str, final_files: Callable[[Any, Path], None] | None = None
+) -> None:
+    """Run the remaining epochs, reporting each with a checkpoint; the last report carries the final values, and
+    its checkpoint also the files ``final_files(run, folder)`` writes (the driver logs them to MLflow)."""
     where = _where()
     hook = epoch_hook()
     reported = False
@@ -68,6 +71,8 @@ def report_epochs(run: Any, final: Callable[[Any], dict[str, Any]], key: str) ->
                 metrics.update(final(run))
             with tempfile.TemporaryDirectory(prefix="pcdarts-ckpt-") as folder:
                 run.save(Path(folder) / CHECKPOINT)
+                if run.done and final_files is not None:
+                    final_files(run, Path(folder))
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
             reported = True
     except Diverged as err:

@@ -64,7 +64,8 @@ def _catch_up_trial(tracker: StudyTracker, parent: str, result: tune.Result) -> 
     final = dict(result.metrics or {})
     if result.error is not None and not final.get("error"):
         final["error"] = error_line(result.error)
-    tracker.finish_trial(run_id, status, final if status == TrialStatus.FINISHED else {"error": final.get("error")})
+    final = final if status == TrialStatus.FINISHED else {"error": final.get("error")}
+    tracker.finish_trial(run_id, status, final, result.checkpoint)
 
 
 def close_runs(tracker: StudyTracker, parent: str, status: str, say: Say) -> None:

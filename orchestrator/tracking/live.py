@@ -54,7 +54,7 @@ class TrialLogger(Callback):
             result = trial.last_result or {}
             status = TrialStatus.reported(result) or TrialStatus.ERROR
             final = result if status == TrialStatus.FINISHED else {"error": result.get("error")}
-            self.tracker.finish_trial(run_id, status, final)
+            self.tracker.finish_trial(run_id, status, final, trial.checkpoint)
 
         self._guarded(finish)
 

@@ -18,11 +18,24 @@ from pcdarts_core.errors import UserInputError
 from pcdarts_core.outputs import write_genotype
 from pcdarts_core.records import EpochRecord, TrainRecord
 
+from ..stages.rows import FINAL_FILES
 from ..trial import Trial, TrialStatus
+from .describe import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    NOTE_TAG,
+    DatasetInput,
+    provenance_tags,
+    run_name,
+    study_note,
+    trial_note,
+)
 
 STUDY_TAG = "pcdarts.study_id"
 TRIAL_TAG = "pcdarts.trial"
 PARENT_TAG = "mlflow.parentRunId"
+#: The artifact folder of a retrained network (weights, settings, genotype).
+NETWORK_ARTIFACTS = "network"
 #: A trial's status, written last when its run ends (see :class:`~orchestrator.trial.TrialStatus`).
 STATUS_TAG = "pcdarts.status"
 #: The per-epoch values logged as metrics: the numbers of the core's epoch records (search or retrain).
@@ -69,7 +82,9 @@ class StudyTracker:
             found = client.get_experiment_by_name(experiment)
             if found is None:
                 location = artifact_dir.resolve().as_uri() if artifact_dir is not None else None
-                experiment_id = client.create_experiment(experiment, artifact_location=location)
+                experiment_id = client.create_experiment(
+                    experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+                )
             elif found.lifecycle_stage == "deleted":
                 raise TrackingError(
                     f"tracking.experiment={experiment!r}: the MLflow experiment is deleted; restore it "
@@ -77,6 +92,8 @@ class StudyTracker:
                 )
             else:
                 experiment_id = found.experiment_id
+                if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                    client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         except TrackingError:
             raise
         except Exception as err:  # MLflow raises several types for an unreachable or broken store
@@ -93,29 +110,33 @@ class StudyTracker:
         return runs[0] if runs else None
 
     def study_run(self, study_id: str, name: str, params: dict[str, Any]) -> str:
-        """The study's parent run: found by its study id, or created with the spec as params."""
+        """The study's parent run: found by its study id, or created with the spec as params and a description;
+        its provenance tags say where it runs (now: a resumed study may run elsewhere)."""
         run = self._find(f"tags.`{STUDY_TAG}` = '{study_id}'")
         if run is None:
-            run = self.client.create_run(
-                self.experiment_id, run_name=name, tags={STUDY_TAG: study_id, "pcdarts.kind": "study"}
-            )
+            tags = {STUDY_TAG: study_id, "pcdarts.kind": "study", NOTE_TAG: study_note(name)}
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
             self._log_params(run.info.run_id, _flatten("", params))
         elif run.info.status != "RUNNING":
             self.client.update_run(run.info.run_id, status="RUNNING")
+        self._set_tags(run.info.run_id, provenance_tags())
         return run.info.run_id
 
     def find_trial_run(self, parent_id: str, key: str) -> Any | None:
         return self._find(f"tags.`{TRIAL_TAG}` = '{key}' and tags.`{PARENT_TAG}` = '{parent_id}'")
 
     def trial_run(self, parent_id: str, trial: Trial) -> str:
-        """A trial's child run, RUNNING: found by its key under the parent, or created with its config as params."""
+        """A trial's child run, RUNNING: found by its key under the parent, or created (named for what the trial
+        is, with a description) with its config as params; either way with its dataset input."""
         run = self.find_trial_run(parent_id, trial.key)
         if run is None:
-            tags = {**trial_tags(trial), TRIAL_TAG: trial.key, PARENT_TAG: parent_id}
-            run = self.client.create_run(self.experiment_id, run_name=trial.key, tags=tags)
+            tags = {**trial_tags(trial), TRIAL_TAG: trial.key, PARENT_TAG: parent_id, NOTE_TAG: trial_note(trial)}
+            run = self.client.create_run(self.experiment_id, run_name=run_name(trial), tags=tags)
             self._log_params(run.info.run_id, _flatten("", trial.config))
         elif run.info.status != "RUNNING":
             self.client.update_run(run.info.run_id, status="RUNNING")
+        if run.inputs is None or not run.inputs.dataset_inputs:
+            self._log_dataset(run.info.run_id, DatasetInput.of(trial.config))
         return run.info.run_id
 
     def trial_runs(self, parent_id: str) -> list[Any]:
@@ -136,6 +157,19 @@ class StudyTracker:
     def logged_epochs(self, run_id: str) -> set[int]:
         """The epochs already logged to a run (its ``epoch`` metric's steps)."""
         return {int(m.step) for m in self.client.get_metric_history(run_id, "epoch")}
+
+    def _set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def _log_dataset(self, run_id: str, data: DatasetInput) -> None:
+        from mlflow.entities import Dataset, InputTag
+        from mlflow.entities import DatasetInput as MlflowDatasetInput
+
+        dataset = Dataset(data.name, data.digest, "local", data.source, profile=data.profile)
+        context = InputTag("mlflow.data.context", "training")
+        self.client.log_inputs(run_id, [MlflowDatasetInput(dataset, tags=[context])])
 
     def _log_params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param
@@ -162,8 +196,9 @@ class StudyTracker:
             self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
         return logged
 
-    def finish_trial(self, run_id: str, status: TrialStatus, final: dict[str, Any]) -> None:
-        """Final values, the genotype files and the run's end status."""
+    def finish_trial(self, run_id: str, status: TrialStatus, final: dict[str, Any], checkpoint: Any = None) -> None:
+        """Final values, the genotype files, the files a finished trial kept in its last checkpoint (a Ray Tune
+        ``Checkpoint``; a retraining's network, under ``network/``) and the run's end status."""
         from mlflow.entities import Metric, RunTag
 
         stamp = int(time.time() * 1000)
@@ -172,6 +207,11 @@ class StudyTracker:
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         if final.get("genotype"):
             self.log_genotype(run_id, final["genotype"])
+        if status == TrialStatus.FINISHED and checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                kept = Path(folder) / FINAL_FILES
+                if kept.is_dir():
+                    self.client.log_artifacts(run_id, str(kept), artifact_path=NETWORK_ARTIFACTS)
         # The status tag last, with the end: a run carrying it has all its final values and files.
         self.client.set_tag(run_id, STATUS_TAG, status.value)
         self.client.set_terminated(run_id, status.mlflow_status)
