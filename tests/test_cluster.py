@@ -199,6 +199,7 @@ def test_two_node_study_survives_a_dead_node_a_killed_worker_a_diverged_trial_an
             )
 
     # the MLflow UI: the experiment's runs page lists the study's run; expanded, its nested trial runs
+    runs_shown = list(children.values())
     try:
         with DevToolsPage(chromium_or_skip()) as page:
             page.goto(f"{server.uri}/#/experiments/{experiment_id}/runs")
@@ -206,14 +207,16 @@ def test_two_node_study_survives_a_dead_node_a_killed_worker_a_diverged_trial_an
             page.wait_for(f"{expander} !== null", timeout=60, what="the study's run with an expander")
             page.evaluate(f"{expander}.click()")
             page.wait_for(
-                " && ".join(f"document.body.innerText.includes('{key}')" for key in children),
+                # the trial runs are named for what they are (e.g. "search k=2 en=on seed=0"), not by key
+                " && ".join(f"document.body.innerText.includes({json.dumps(r.info.run_name)})" for r in runs_shown),
                 timeout=30,
                 what="the nested trial runs",
             )
             dom = page.html()
             page.screenshot(artifact_path("mlflow-experiment.png"))
-        names = re.findall(r">(duo|search-\d{3}|retrain-[\w-]+)</", dom)
+        shown = "|".join(re.escape(r.info.run_name) for r in runs_shown)
+        names = re.findall(rf">(duo|{shown})</", dom)
         table = names[len(names) - 1 - names[::-1].index("duo") :]  # the runs table: the last "duo" on the page
-        assert set(table[1:]) == set(children), names  # the study's run, then its trial runs
+        assert set(table[1:]) == {r.info.run_name for r in runs_shown}, names  # the study's run, then its trial runs
     finally:
         server.stop()
