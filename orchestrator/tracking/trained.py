@@ -18,7 +18,7 @@ from pcdarts_core.errors import UserInputError
 
 from ..stages.rows import TRAINED_WEIGHTS
 from ..study_state import StudyState
-from .runs import NETWORK_ARTIFACTS, PARENT_TAG, TRIAL_TAG
+from .runs import NETWORK_ARTIFACTS, StudyTracker
 
 
 @dataclass(frozen=True)
@@ -32,18 +32,12 @@ class Evaluation:
 
 def trial_run_id(study_folder: Path, trial_key: str) -> tuple[str, str]:
     """The tracking URI and run id of a trial of a study (from the study's ``study.json``)."""
-    from mlflow.tracking import MlflowClient
-
     state = StudyState.read(study_folder)
-    uri, parent = state.mlflow_uri, state.mlflow_run_id
-    runs = MlflowClient(uri).search_runs(
-        [state.mlflow_experiment_id],
-        filter_string=f"tags.`{TRIAL_TAG}` = '{trial_key}' and tags.`{PARENT_TAG}` = '{parent}'",
-        max_results=1,
-    )
-    if not runs:
+    tracker = StudyTracker(state.mlflow_uri, state.mlflow_experiment_id)
+    run = tracker.find_trial_run(state.mlflow_run_id, trial_key)
+    if run is None:
         raise UserInputError(f"{study_folder}: the study has no MLflow run of trial {trial_key!r}")
-    return uri, runs[0].info.run_id
+    return state.mlflow_uri, run.info.run_id
 
 
 def evaluate_run(uri: str, run_id: str) -> Evaluation:
