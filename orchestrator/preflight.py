@@ -1,5 +1,6 @@
 """Checks before a new study writes anything: the folder is free and writable, the data loads, and a
-tracking server given in the spec answers."""
+tracking server given in the spec answers; and the warnings worth reading before hours are spent (a
+search whose α cannot move)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from pcdarts_core import load_dataset
+from pcdarts_core import budget_warning, load_dataset
 from pcdarts_core.errors import DataError, UserInputError
 
 from .errors import SpecError
@@ -20,13 +21,14 @@ from .tracking import StudyTracker
 PROBE_BYTES = 1 << 16
 
 
-def preflight(spec: StudySpec, folder: Path) -> None:
-    """All the checks, in this order; each raises one clear error."""
+def preflight(spec: StudySpec, folder: Path) -> list[str]:
+    """All the checks, in this order; each raises one clear error. Returns the warnings, one line each."""
     check_free(folder)
     check_writable(folder)
-    check_data(spec)
+    train_images = check_data(spec)
     if spec.tracking.uri is not None:
         StudyTracker.connect(spec.tracking.uri, spec.experiment_name(), None)
+    return architecture_budget_warnings(spec, train_images)
 
 
 def check_free(folder: Path) -> None:
@@ -37,9 +39,10 @@ def check_free(folder: Path) -> None:
         )
 
 
-def check_data(spec: StudySpec) -> None:
+def check_data(spec: StudySpec) -> int:
     """Load the dataset once on the driver before any trial: a missing or malformed dataset is one
-    clear error instead of every trial failing, and CIFAR is downloaded once, not by each trial."""
+    clear error instead of every trial failing, and CIFAR is downloaded once, not by each trial.
+    Returns the number of training images."""
     d = spec.dataset
     try:
         data = load_dataset(d.name, d.root, download=d.download, image_size=d.image_size)
@@ -49,6 +52,24 @@ def check_data(spec: StudySpec) -> None:
         raise SpecError(
             "dataset.root", f"{d.root}: has no test split (val/ or test/), which the retrain stage reports; add one"
         )
+    return len(data.train)
+
+
+def architecture_budget_warnings(spec: StudySpec, train_images: int) -> list[str]:
+    """One line per distinct search configuration (seeds aside) whose α cannot move far, naming its
+    grid values; see :mod:`pcdarts_core.arch_budget`."""
+    found: dict[str, list[str]] = {}
+    labels: list[str] = []
+    for values, config in spec.grid:
+        label = ", ".join(f"{key}={value}" for key, value in values.items() if key != "seed")
+        labels.append(label)
+        if (message := budget_warning(config, train_images)) is not None and label not in found.get(message, []):
+            found.setdefault(message, []).append(label)
+    every = set(labels)
+    return [
+        f"{'every search' if set(where) == every else 'searches ' + '; '.join(where)}: {message}"
+        for message, where in found.items()
+    ]
 
 
 def check_writable(folder: Path) -> None:

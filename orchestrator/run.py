@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.resume:
                 study = Study.resume(folder, spec, raw)  # the study starts Ray only if a stage still needs it
             else:
-                preflight(spec, folder)  # nothing is written before the folder, data, MLflow and Ray are known to work
+                # nothing is written before the folder, data, MLflow and Ray are known to work
+                for warning in preflight(spec, folder):
+                    print(f"warning: {warning}", file=sys.stderr)
                 stack.enter_context(ray_session(spec, args.verbose))
                 study = Study.create(folder, spec, raw)
             study.run(verbose=args.verbose)

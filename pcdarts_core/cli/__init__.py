@@ -19,6 +19,7 @@ holds the output folder, resume and progress bar of the commands that run epochs
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 
 from ..errors import UserInputError
@@ -27,9 +28,12 @@ EXIT_BAD_INPUT = 2
 
 
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
-    """Run a CLI ``main``; bad input becomes one line on stderr and exit code 2."""
+    """Run a CLI ``main``; bad input becomes one line on stderr and exit code 2, and a warning one line
+    ``warning: ...`` (without Python's file and source line)."""
     try:
-        code = main(argv)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line
+            code = main(argv)
     except UserInputError as err:
         print(f"error: {err}", file=sys.stderr)
         code = EXIT_BAD_INPUT
@@ -37,3 +41,7 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
         print("interrupted", file=sys.stderr)
         code = 130
     sys.exit(code)
+
+
+def _one_line(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    print(f"warning: {message}", file=sys.stderr)

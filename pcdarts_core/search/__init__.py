@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..arch_budget import ArchitectureBudgetWarning, budget_warning
 from ..architect import Architect
 from ..config import SearchConfig
 from ..data import DatasetBundle, DeviceBatches
@@ -136,6 +138,8 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
                 f"(train_subset={config.train_subset}); use more images or a portion nearer 0.5"
             )
         self._place_training_split({"train": train_idx, "valid": valid_idx})
+        if (message := budget_warning(config, len(data.train))) is not None:
+            warnings.warn(message, ArchitectureBudgetWarning, stacklevel=2)
 
     # --- running ------------------------------------------------------------------
     def genotype(self) -> Genotype:
