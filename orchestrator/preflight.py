@@ -9,7 +9,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from pcdarts_core import budget_warning, load_dataset
+from pcdarts_core import load_dataset
+from pcdarts_core.arch_budget import budget_warning
 from pcdarts_core.errors import DataError, UserInputError
 
 from .errors import SpecError

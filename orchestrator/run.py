@@ -84,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
                 study = Study.resume(folder, spec, raw)  # the study starts Ray only if a stage still needs it
             else:
                 # nothing is written before the folder, data, MLflow and Ray are known to work
-                for warning in preflight(spec, folder):
-                    print(f"warning: {warning}", file=sys.stderr)
+                warnings = preflight(spec, folder)
                 stack.enter_context(ray_session(spec, args.verbose))
                 study = Study.create(folder, spec, raw)
+                for warning in warnings:  # said once the study is known to start, not before a refusal
+                    print(f"warning: {warning}", file=sys.stderr)
             study.run(verbose=args.verbose)
     except StudyInterrupted as err:
         print(f"interrupted: {err}; {again}", file=sys.stderr)

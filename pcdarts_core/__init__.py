@@ -18,7 +18,6 @@ from .lazy_exports import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        ".arch_budget": ("ArchitectureBudgetWarning", "architecture_steps", "budget_warning"),
         ".config": ("PROTOCOLS", "SearchConfig", "TrainConfig"),
         ".cost": ("NetworkCost", "count_multiply_adds", "count_parameters", "network_cost"),
         ".data": ("DATASETS", "DatasetBundle", "load_dataset"),

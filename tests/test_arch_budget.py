@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pcdarts_core import ArchitectureBudgetWarning, Search, SearchConfig, architecture_steps, budget_warning
-from pcdarts_core.arch_budget import PAPER_ARCH_STEPS
+from pcdarts_core import Search, SearchConfig
+from pcdarts_core.arch_budget import PAPER_ARCH_STEPS, ArchitectureBudgetWarning, architecture_steps, budget_warning
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
 

@@ -44,7 +44,8 @@ def exit_code(main, argv: list[str]) -> int:
 
 
 def one_line(err: str) -> str:
-    lines = err.splitlines()
+    """The one error line; ``warning:`` lines (a tiny search's architecture-budget warning) aside."""
+    lines = [line for line in err.splitlines() if not line.startswith("warning: ")]
     assert len(lines) == 1, err
     return lines[0]
 
