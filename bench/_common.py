@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: device synchronisation, saved-activation bytes, machine facts,
+"""What the benchmark scripts share: device synchronisation, machine facts,
 JSON written so that a killed run keeps what it measured.
 
 The scripts run as ``python bench/NAME.py`` from the repository root, so this module is imported
@@ -16,12 +16,11 @@ import json
 import os
 import platform
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 MiB = 2**20
 
@@ -72,29 +71,6 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def saved_activation_bytes(
-    model: nn.Module, x: torch.Tensor, forward: Callable[[torch.Tensor], torch.Tensor] | None = None
-) -> int:
-    """Bytes of the distinct storages autograd saves in one forward pass (``forward(x)``, default
-    ``model(x)``), the model's parameters and buffers excluded. Under autocast this includes the
-    bfloat16 copies of the weights that the pass casts and saves."""
-    excluded = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
-    seen: dict[tuple[str, int], int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr not in excluded:
-            seen[(str(t.device), ptr)] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = (forward or model)(x)  # kept alive until counted, so no saved storage can be freed and reused
-        total = sum(seen.values())
-    del out
-    return total
 
 
 def cpu_model() -> str:

@@ -42,9 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import MiB, machine, saved_activation_bytes, sigterm_stops, write_json
+from _common import MiB, machine, sigterm_stops, write_json
 
 from pcdarts_core import Search, SearchConfig
+from pcdarts_core.activation_memory import saved_activation_bytes
 from pcdarts_core.devices import resolve_device
 from pcdarts_core.probe import measure_epochs, synthetic_bundle
 

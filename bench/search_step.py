@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import MiB, machine, saved_activation_bytes, sync
+from _common import MiB, machine, sync
 
 from pcdarts_core import SearchConfig, SearchNetwork
+from pcdarts_core.activation_memory import saved_activation_bytes
 from pcdarts_core.architect import Architect
 from pcdarts_core.devices import resolve_device
 from pcdarts_core.search import search_step

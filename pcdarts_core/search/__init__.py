@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..activation_memory import activation_bytes_per_image
 from ..arch_budget import ArchitectureBudgetWarning, budget_warning
 from ..architect import Architect
 from ..config import SearchConfig
@@ -150,6 +151,24 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         autocast, compile)."""
         with self.speed.autocast(self.device):
             return full_precision(self._forward(x.contiguous(memory_format=self.speed.memory_format)))
+
+    def activation_bytes_per_image(self) -> float:
+        """Bytes of activations one training forward pass of the supernet saves for backward, per image
+        of a batch of ``batch_size`` (:mod:`pcdarts_core.activation_memory`), as configured (memory
+        format, autocast) but not compiled. It is the same on every device; the search's state, its
+        random generators included, is left as it was."""
+        data, was_training = self.data, self.model.training
+        shape = (self.config.batch_size, data.in_channels, data.image_size, data.image_size)
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            with self.speed.autocast(self.device):
+                return self.model(x.contiguous(memory_format=self.speed.memory_format))
+
+        self.model.train()
+        try:
+            return activation_bytes_per_image(self.model, shape, forward)
+        finally:
+            self.model.train(was_training)
 
     def run_epoch(self, on_step: StepCallback | None = None) -> EpochRecord:
         """Run one epoch: weight (and, after the warm-up, architecture) steps, then evaluation."""
