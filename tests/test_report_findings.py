@@ -124,3 +124,20 @@ def test_missing_reference_says_why():
 def test_many_skip_connections_flagged():
     *_, skips = findings(_input(_three_settings(skip_connect_normal=4.0), []))
     assert "k=4 edge_norm=on: 3 or more per normal cell, DARTS's known collapse" in skips
+
+
+def test_activation_memory_ratio_replaces_the_cpu_peak():
+    settings = _three_settings(activation_mib_per_image=1.76)
+    settings[0]["activation_mib_per_image"] = 5.5
+    cost = findings(_input(settings, [_comparison(K4, REF, 0.05, 0.004)]))[0]
+    assert "Activation memory per image" in cost and "relative to k=1 edge_norm=off (DARTS), 5.50 MiB" in cost
+    assert "k=4 edge_norm=on 0.32×" in cost
+    assert "Peak memory" not in cost  # on a CPU the process's resident size says nothing of the method
+
+
+def test_activation_memory_and_the_cuda_peak_on_a_gpu():
+    settings = _three_settings(activation_mib_per_image=1.76, search_gpu_hours=0.1)
+    settings[0].update(activation_mib_per_image=5.5, search_gpu_hours=0.2)
+    cost = findings(_input(settings, [_comparison(K4, REF, 0.05, 0.004)]))[0]
+    assert "k=4 edge_norm=on 0.32×" in cost and "k=4 edge_norm=on 0.31×" in cost
+    assert "This is the CUDA peak of allocated memory." in cost

@@ -70,6 +70,7 @@ def _study() -> tuple[pd.DataFrame, pd.DataFrame]:
                 "epochs": 2,
                 "images_per_s": 100.0 + i,
                 "peak_memory_bytes": (i + 1) * 2**20,
+                "activation_bytes_per_image": (3 if setting.startswith("k=1") else 1) * 2**20,
                 "genotype": genotype,
             }
         )
@@ -166,6 +167,8 @@ def test_genotypes_averaged_over_seeds_first():
     # cost of the searches only
     assert k1.search_cpu_hours == pytest.approx(3 * 0.1) and k1.peak_memory_mib == pytest.approx(3.0)
     assert k4.images_per_s == pytest.approx(104.0) and math.isnan(rnd.peak_memory_mib)
+    assert k1.activation_mib_per_image == pytest.approx(3.0) and k4.activation_mib_per_image == pytest.approx(1.0)
+    assert math.isnan(rnd.activation_mib_per_image)
 
 
 def test_comparisons_with_reference_and_random():

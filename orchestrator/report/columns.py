@@ -181,6 +181,12 @@ def _peak_memory_mib(rows: SettingRows) -> float:
     return float(peak) / 2**20 if peak == peak else math.nan
 
 
+def _activation_mib_per_image(rows: SettingRows) -> float:
+    """Saved-activation memory per image of the setting's supernet (the same for every seed and device)."""
+    saved = pd.to_numeric(optional_column(rows.finished_searches, "activation_bytes_per_image"), errors="coerce")
+    return finite_mean(saved / 2**20)
+
+
 def _failed(rows: SettingRows) -> int:
     return int((rows.searches["status"] != TrialStatus.FINISHED).sum())
 
@@ -230,6 +236,12 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column("search_gpu_hours", _search_hours("gpus"), shown=Shown(COST, "search GPU-h", as_number(3)), metric=True),
     Column("search_cpu_hours", _search_hours("cpus"), shown=Shown(COST, "search CPU-h", as_number(3)), metric=True),
+    Column(
+        "activation_mib_per_image",
+        _activation_mib_per_image,
+        shown=Shown(COST, "activations (MiB/image)", as_number(2)),
+        metric=True,
+    ),
     Column("peak_memory_mib", _peak_memory_mib, shown=Shown(COST, "peak memory (MiB)", as_number(0)), metric=True),
     Column(
         "images_per_s",

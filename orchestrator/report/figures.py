@@ -277,13 +277,21 @@ def accuracy_figure(
     return png(figure)
 
 
-def cost_figure(searches: pd.DataFrame) -> bytes:
-    """Peak memory (MiB) and seconds per epoch of each finished search against K, one series per
-    value of the other swept settings (e.g. edge_norm=on/off), the series' means joined."""
+#: The memory columns a cost figure can show, with their axis labels.
+MEMORY_AXES = {
+    "activation_bytes_per_image": "saved activations per image (MiB)",
+    "peak_memory_bytes": "peak memory (MiB)",
+}
+
+
+def cost_figure(searches: pd.DataFrame, memory_column: str = "activation_bytes_per_image") -> bytes:
+    """Memory (``memory_column``, a key of :data:`MEMORY_AXES`, in MiB) and seconds per epoch of each
+    finished search against K, one series per value of the other swept settings (e.g. edge_norm=on/off),
+    the series' means joined."""
     figure, (memory, time) = plt.subplots(1, 2, figsize=(9, 3.6))
     rows = searches.copy()
     rows["rest"] = [" ".join(p for p in str(s).split() if not p.startswith("k=")) or "all" for s in rows["setting"]]
-    rows["memory_mib"] = rows["peak_memory_bytes"].astype(float) / 2**20
+    rows["memory_mib"] = pd.to_numeric(rows[memory_column], errors="coerce") / 2**20
     rows["s_per_epoch"] = rows["time_s"].astype(float) / rows["epochs"].astype(float).where(rows["epochs"] > 0)
     ks = sorted(rows["k"].dropna().unique())
     where = {k: i for i, k in enumerate(ks)}
@@ -297,7 +305,7 @@ def cost_figure(searches: pd.DataFrame) -> bytes:
             ax.scatter(x, own[column], s=22, color=color, alpha=0.7, label=rest)
             means = own.groupby("k")[column].mean()
             ax.plot([where[k] + shift for k in means.index], means.values, color=color, linewidth=1.2)
-    for ax, label in ((memory, "peak memory (MiB)"), (time, "search time per epoch (s)")):
+    for ax, label in ((memory, MEMORY_AXES[memory_column]), (time, "search time per epoch (s)")):
         ax.set_xticks(range(len(ks)))
         ax.set_xticklabels([f"K={int(k) if float(k).is_integer() else k}" for k in ks])
         ax.set_ylabel(label)

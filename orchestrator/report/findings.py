@@ -93,8 +93,42 @@ def _memory_measure(row: dict) -> str:
     return "the peak resident size of the search's whole Python process on the CPU"
 
 
+def _ratios(rows: Mapping[str, dict], settings: list[str], column: str, base: float) -> str:
+    shown = [s for s in settings if _finite(rows[s].get(column))]
+    return "; ".join(f"{s} {rows[s][column] / base:.2f}×" for s in shown) or "no other value"
+
+
+def _activations(data: FindingsInput, rows: Mapping[str, dict], others: list[str]) -> str:
+    """Saved-activation memory per image relative to the reference: the memory PC-DARTS saves."""
+    base = rows[data.reference].get("activation_mib_per_image")
+    if not (_finite(base) and base > 0):
+        return ""
+    return (
+        f" Activation memory per image (what autograd saves for backward in the supernet, the same on every "
+        f"device) relative to {_label(data)}, {base:.2f} MiB: "
+        + _ratios(rows, others, "activation_mib_per_image", base)
+        + "."
+    )
+
+
+def _peak_memory(data: FindingsInput, rows: Mapping[str, dict], others: list[str]) -> str:
+    """Peak memory relative to the reference; on a CPU only when there is no activation memory to give."""
+    ref = rows[data.reference]
+    memory = ref.get("peak_memory_mib")
+    on_gpu = _finite(ref.get("search_gpu_hours")) and ref["search_gpu_hours"] > 0
+    has_activations = _finite(ref.get("activation_mib_per_image"))
+    if not (_finite(memory) and memory > 0) or (has_activations and not on_gpu):
+        return ""
+    text = (
+        f" Peak memory relative to {_label(data)}, {memory:.0f} MiB at most over its searches: "
+        + _ratios(rows, others, "peak_memory_mib", memory)
+        + f". This is {_memory_measure(ref)}"
+    )
+    return text + ("." if has_activations else ", not the activation memory per image that PC-DARTS saves.")
+
+
 def _cost(data: FindingsInput, rows: Mapping[str, dict]) -> str:
-    """Search time per epoch and peak memory of each setting relative to the reference."""
+    """Search time per epoch and activation (or peak) memory of each setting relative to the reference."""
     why = _missing_reference(data, rows, "search_time_s_mean")
     if why:
         return f"Cost: no relative search time or memory, since {why}."
@@ -112,14 +146,7 @@ def _cost(data: FindingsInput, rows: Mapping[str, dict]) -> str:
     )
     text += ": " + ("; ".join(f"{s} {per_epoch(s) / base:.2f}×" for s in others) or "no other setting has a time")
     text += " (ratios of means, without an interval; the wall time of each search over its epochs, warm-up included)."
-    memory = ref.get("peak_memory_mib")
-    if _finite(memory) and memory > 0:
-        shown = [s for s in others if _finite(rows[s].get("peak_memory_mib"))]
-        text += (
-            f" Peak memory relative to {_label(data)}, {memory:.0f} MiB at most over its searches: "
-            + ("; ".join(f"{s} {rows[s]['peak_memory_mib'] / memory:.2f}×" for s in shown) or "no other value")
-            + f". This is {_memory_measure(ref)}, not the activation memory per image that PC-DARTS saves."
-        )
+    text += _activations(data, rows, others) + _peak_memory(data, rows, others)
     if n == 1:
         text += " One search per setting: no spread, a hint at most."
     return text

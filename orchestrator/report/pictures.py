@@ -90,11 +90,19 @@ def agreement_pictures(results: StudyResults) -> list[Picture]:
 
 
 def cost_pictures(results: StudyResults) -> list[Picture]:
+    """Memory and time per epoch against K. The memory is the saved activations per image where the
+    searches measured them (the same on every device), else their peak memory (older studies)."""
     searches = _finished(results, "search")
-    if not len(searches) or not searches["peak_memory_bytes"].notna().any():
+    if not len(searches):
         return []
-    caption = "Peak memory and time per epoch of each search against K."
-    return [Picture("cost_per_k.png", caption, figures.cost_figure(searches))]
+    for column, what in (
+        ("activation_bytes_per_image", "activation memory per image"),
+        ("peak_memory_bytes", "peak memory"),
+    ):
+        if column in searches and pd.to_numeric(searches[column], errors="coerce").notna().any():
+            caption = f"{what.capitalize()} and time per epoch of each search against K."
+            return [Picture("cost_per_k.png", caption, figures.cost_figure(searches, column))]
+    return []
 
 
 def cell_pictures(results: StudyResults) -> list[Picture]:

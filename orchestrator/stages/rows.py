@@ -17,7 +17,7 @@ TRAINED_WEIGHTS = "weights.pt"
 #: The final values of a finished trial, from its last report.
 FINAL_VALUES = (
     *("train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc"),
-    *("parameters", "multiply_adds", "images_per_s"),
+    *("parameters", "multiply_adds", "images_per_s", "activation_bytes_per_image"),
 )
 #: Columns every trial row has, in this order.
 TRIAL_COLUMNS = (

@@ -23,7 +23,12 @@ def search_trial(params: dict[str, Any]) -> None:
 
     def final(run: Search) -> dict[str, Any]:
         genotype = run.genotype()
-        return {"genotype": genotype.to_text(), **_genotype_cost(cost_config, genotype, data)}
+        return {
+            "genotype": genotype.to_text(),
+            **_genotype_cost(cost_config, genotype, data),
+            # measured once, on the trial's device: the same for every seed of a setting
+            "activation_bytes_per_image": run.activation_bytes_per_image(),
+        }
 
     report_epochs(search, final, trial.key)
 
