@@ -172,6 +172,11 @@ def test_resume_continues_exactly(small_config, mini_data, tmp_path):
     assert [r.drop_path_prob for r in resumed.history] == [r.drop_path_prob for r in straight.history]
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
+    # the trained weights in a new Training, evaluated: the last epoch's test loss and accuracy
+    rebuilt = Training(config, GENOTYPE, data=mini_data)
+    rebuilt.model.load_state_dict(straight.model.state_dict())
+    loss, acc = rebuilt.evaluate_test()
+    assert acc == straight.history[-1].test_acc and loss == pytest.approx(straight.history[-1].test_loss, abs=1e-6)
 
 
 def test_resume_refuses_changed_settings_and_other_checkpoints(small_config, mini_data, tmp_path, tiny_config):

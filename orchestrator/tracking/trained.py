@@ -59,9 +59,7 @@ def evaluate_run(uri: str, run_id: str) -> Evaluation:
     data = load_dataset(config.dataset, config.data_root, download=config.download, image_size=config.image_size)
     training = Training(config, genotype, data=data)
     training.model.load_state_dict(state)
-    training.model.eval()
-    # the evaluation each retrain epoch ends with (the core's test pass: same batches, same order)
-    loss, acc = training._evaluate("test", training._logits, stream=2)
+    loss, acc = training.evaluate_test()  # the test pass each retrain epoch ends with
     return Evaluation(run_id, float(loss), float(acc))
 
 

@@ -168,6 +168,12 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
         configured value."""
         return linear_ramp(epoch, self.config.epochs, self.config.drop_path_prob)
 
+    def evaluate_test(self) -> tuple[float, float]:
+        """Loss and accuracy of the network as it is now on the test set: the evaluation every epoch ends
+        with (eval mode, unaugmented, the same batches in the same order). Leaves the model in eval mode."""
+        self.model.eval()
+        return self._evaluate("test", self._logits, stream=2)
+
     def run_epoch(self, on_step: StepCallback | None = None) -> TrainRecord:
         """Train one epoch, then evaluate on the test set (and the validation split, if any)."""
         self._check_not_diverged()
@@ -179,8 +185,7 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
         start = time.perf_counter()
         train_loss, train_acc, seen = self._train_epoch(on_step)
         train_time = time.perf_counter() - start
-        self.model.eval()
-        test_loss, test_acc = self._evaluate("test", self._logits, stream=2)
+        test_loss, test_acc = self.evaluate_test()
         valid_loss: float | None = None
         valid_acc: float | None = None
         if "valid" in self._parts:
