@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from .preflight import preflight
     from .ray_cluster import ray_session
     from .study import Study
+    from .tracking.describe import runs_page
 
     # Ray reads these when it starts: no usage reporting, and no Tune tables unless asked for.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted; {again}", file=sys.stderr)
         return 130
     print(f"done: reports in {folder} (report.html, summary.md, summary.csv, comparisons.csv, trials.csv)")
+    if study.state.mlflow_experiment_id is not None:
+        print(f"MLflow runs: {runs_page(study.state.mlflow_uri, study.state.mlflow_experiment_id)}")
     return 0
 
 

@@ -155,6 +155,10 @@ def test_study_killed_interrupted_and_resumed(tmp_path, ray_env):
     code, output = finish(fourth, 600)
     assert code == 0, output
     assert "stage search: done earlier" in output and "retrain: 4/4 done" in output
+    # the last line says how to open the runs table, with the study's own experiment id
+    state = json.loads((folder / "study.json").read_text())
+    page = f"http://127.0.0.1:5000/#/experiments/{state['mlflow_experiment_id']}/runs?workflowType=machine_learning"
+    assert output.splitlines()[-1] == f"MLflow runs: mlflow ui --backend-store-uri {state['mlflow_uri']}, then {page}"
 
     # trials finished before a kill were not run again
     _not_run_again(finished_search, trial_results(folder, "search"))

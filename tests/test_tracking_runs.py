@@ -134,3 +134,17 @@ def test_retrained_network_is_kept_and_rebuilt_with_its_test_accuracy(tracker, t
     rebuilt = evaluate_run(tracker.uri, run_id)
     assert rebuilt.test_acc == pytest.approx(record.test_acc, abs=1e-6)
     assert rebuilt.test_loss == pytest.approx(record.test_loss, rel=1e-5)
+
+
+def test_runs_page_address_for_a_server_and_for_a_local_store():
+    from orchestrator.tracking.describe import runs_page
+
+    assert (
+        runs_page("http://10.0.0.5:5000/", "7")
+        == "http://10.0.0.5:5000/#/experiments/7/runs?workflowType=machine_learning"
+    )
+    local = runs_page("sqlite:////data/study/mlflow.db", "1")
+    assert local == (
+        "mlflow ui --backend-store-uri sqlite:////data/study/mlflow.db, "
+        "then http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
+    )

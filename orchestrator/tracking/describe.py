@@ -14,11 +14,25 @@ from typing import Any
 
 from ..trial import RANDOM, Trial
 
-#: The experiment tag that makes MLflow 3's UI open the experiment on its runs table (not the GenAI overview).
+#: MLflow 3's mark of a model-training experiment. MLflow 3.17's UI does not read it to choose its view (the
+#: browser's "GenAI | Model training" switch does, or the address's ``workflowType``: see :func:`runs_page`).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+#: The query that opens an experiment's runs table in the UI's "Model training" view.
+RUNS_VIEW = "runs?workflowType=machine_learning"
+#: Where ``mlflow ui`` serves by default.
+LOCAL_UI = "http://127.0.0.1:5000"
 NOTE_TAG = "mlflow.note.content"
 PROJECT = "pcdarts-study"
+
+
+def runs_page(tracking_uri: str, experiment_id: str) -> str:
+    """How to open the experiment's runs table: the address on a tracking server; for a local store (sqlite),
+    the ``mlflow ui`` command to start first and the address it then serves."""
+    address = f"#/experiments/{experiment_id}/{RUNS_VIEW}"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{address}"
+    return f"mlflow ui --backend-store-uri {tracking_uri}, then {LOCAL_UI}/{address}"
 
 
 def run_name(trial: Trial) -> str:
