@@ -14,7 +14,7 @@ from pcdarts_core.arch_budget import budget_warning
 from pcdarts_core.errors import DataError, UserInputError
 
 from .errors import SpecError
-from .spec import StudySpec
+from .spec import StudySpec, setting_label
 from .study_files import STATE_FILE
 from .tracking import StudyTracker
 
@@ -57,12 +57,12 @@ def check_data(spec: StudySpec) -> int:
 
 
 def architecture_budget_warnings(spec: StudySpec, train_images: int) -> list[str]:
-    """One line per distinct search configuration (seeds aside) whose α cannot move far, naming its
-    grid values; see :mod:`pcdarts_core.arch_budget`."""
+    """One line per distinct warning, naming the settings (:func:`~orchestrator.spec.setting_label`, seeds
+    aside) whose α cannot move far; see :mod:`pcdarts_core.arch_budget`."""
     found: dict[str, list[str]] = {}
     labels: list[str] = []
     for values, config in spec.grid:
-        label = ", ".join(f"{key}={value}" for key, value in values.items() if key != "seed")
+        label = setting_label(values)
         labels.append(label)
         if (message := budget_warning(config, train_images)) is not None and label not in found.get(message, []):
             found.setdefault(message, []).append(label)

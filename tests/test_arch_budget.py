@@ -85,5 +85,16 @@ def test_a_study_is_warned_once_per_setting_before_it_starts(tmp_path: Path) -> 
     spec, _ = load_spec(path, ["search.arch_lr=[0.0006, 0.2]"])
     (line,) = architecture_budget_warnings(spec, 2000)
     assert line.startswith("searches ") and "arch_lr=0.0006" in line and "arch_lr=0.2" not in line
+    assert "edge_norm=on" in line and "edge_norm=True" not in line  # the settings as every study output names them
     spec, _ = load_spec(QUICKSTART)
     assert architecture_budget_warnings(spec, 2000) == []
+
+
+@pytest.mark.parametrize(("subset", "portion"), [(None, 0.5), (800, 0.5), (257, 0.5), (999, 0.3), (5000, 0.5)])
+def test_the_counted_weight_half_is_the_split_the_search_makes(subset: int | None, portion: float) -> None:
+    from pcdarts_core.arch_budget import weight_images
+    from pcdarts_core.runner import split_training_set
+
+    config = SearchConfig(train_subset=subset, train_portion=portion)
+    train_idx, _ = split_training_set(2000, portion, 0, subset)
+    assert weight_images(config, 2000) == len(train_idx)
