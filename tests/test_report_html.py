@@ -121,7 +121,8 @@ def test_report_html_is_self_contained_and_escaped(built):
     assert re.search(
         r"k=4 edge_norm=on vs k=1 edge_norm=off \(DARTS\), retrain test accuracy: "
         r"[\d.]+ ± [\d.]+ vs [\d.]+ ± [\d.]+ %, "
-        r"difference [+-][\d.]+ \[[+-][\d.]+, [+-][\d.]+\] points, p = [\d.]+, n = 2: not significant; "
+        r"difference [+-][\d.]+ \[[+-][\d.]+, [+-][\d.]+\] points, p = [\d.]+ \(Welch t\), n = 2: not significant "
+        r"\(Holm-adjusted p = [\d.]+ over \d+ comparisons\); "
         r"caveat: fewer than 4 values per group",
         html,
     )

@@ -203,9 +203,9 @@ def test_comparisons_with_reference_and_random():
     k1_random = table.iloc[2]
     assert (k1_random["n"], k1_random["n_shared"]) == (2, 0) and k1_random["mean"] == pytest.approx(0.865)
     assert "left out" not in k1_random["sentence"]
-    # one verdict: the significant column, the sentence and p < 0.05 agree on every row
+    # one verdict: the significant column, the sentence and Holm's p < 0.05 agree on every row
     for row in table.itertuples():
-        assert row.significant == (row.p_value < 0.05) == ("significant at the 5% level" in row.sentence)
+        assert row.significant == (row.p_holm < 0.05) == ("significant at the 5% level" in row.sentence)
 
     # no reference in the grid: only the comparisons with the random baseline
     assert set(compare_settings(trials, selection, ["k=1", "k=4"], None)["versus"]) == {"random"}

@@ -1,7 +1,8 @@
 """The report's findings: a few plain sentences at the top of ``summary.md`` and ``report.html``,
 each derived from the tables the report already has (``summary.csv``, ``comparisons.csv``, the
 search-to-retrain agreement), with its numbers and caveats. Nothing here computes a new statistic:
-significance is the comparisons' own (:class:`~orchestrator.report.statistics.Difference`)."""
+significance is the comparisons' own (comparisons.csv's ``significant``, Holm-adjusted), and so is
+the number of seeds a confirmation would take (its ``n_for_80pct_power``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..trial import RANDOM
-from .statistics import CONFIDENCE, FEW, Agreement
+from .statistics import CONFIDENCE, FEW, NAN, POWER, Agreement
 from .text import p_text, percent
 
 #: A final normalised α entropy at or above this: α barely moved, the search did not decide.
@@ -180,18 +181,72 @@ def _lead(data: FindingsInput, rows: Mapping[str, dict], best: str, versus: str 
     text = f"its {word} over {label} is {100 * c['difference']:+.1f} points"
     if c["ci_low"] == c["ci_low"]:
         text += f" [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]"
-    if c["p_value"] != c["p_value"]:
+    p = _deciding_p(c)
+    if p != p:
         text += f", {n}: not testable ({c['note']})"
     else:
         verdict = f"significant at the {1 - CONFIDENCE:.0%} level" if bool(c["significant"]) else "not significant"
-        text += f", {p_text(c['p_value'])}, {n}: {verdict}"
+        adjusted = _number(c.get("p_holm"))
+        if adjusted == adjusted:
+            m = _holm_count(table)
+            verdict += f" (Holm-adjusted {p_text(adjusted)} over {m} comparison{'' if m == 1 else 's'})"
+        text += f", {p_text(p)}, {n}: {verdict}"
     if min(c["n"], c["n_versus"]) < FEW:
         text += ", a hint at most"
     return text
 
 
+def _number(value: object) -> float:
+    """A number from a comparisons.csv cell; NaN for a missing column or cell (hand-made tables)."""
+    return float(value) if _finite(value) else NAN
+
+
+def _deciding_p(c: Mapping) -> float:
+    """The p that the comparison's verdict rests on: the paired one where the row was paired."""
+    return _number(c.get("p_paired")) if c.get("test") == "paired t" else _number(c.get("p_value"))
+
+
+def _holm_count(table: pd.DataFrame) -> int:
+    """How many comparisons the Holm adjustment ran over (those with a p)."""
+    return int(table["p_holm"].notna().sum()) if "p_holm" in table else 0
+
+
+def _seeds_needed(data: FindingsInput, best: str) -> str:
+    """How many retrained genotypes per setting would confirm the best setting's lead over the
+    reference at 80% power (comparisons.csv's ``n_for_80pct_power``), or why that is not known."""
+    head = "Seeds needed"
+    if data.reference is None or best == data.reference:
+        why = "the best setting is the reference itself" if best == data.reference else "there is no reference"
+        return f"{head}: no power figure, since {why}."
+    table = data.comparisons
+    match = table[(table["setting"] == best) & (table["versus"] == data.reference) & (table["metric"] == RETRAIN)]
+    if match.empty:
+        return f"{head}: no power figure for {best} vs {_label(data)}, since they have no retrain comparison."
+    c = match.iloc[0]
+    difference, needed = _number(c.get("difference")), _number(c.get("n_for_80pct_power"))
+    n = f"n = {int(c['n'])}" if c["n"] == c["n_versus"] else f"n = {int(c['n'])} vs {int(c['n_versus'])}"
+    if needed != needed:
+        if difference != difference:
+            why = "there is no difference to plan from"
+        elif difference == 0:
+            why = "the observed difference is zero"
+        elif c["n"] + c["n_versus"] <= 2:
+            why = "one genotype per setting shows no spread"
+        else:
+            why = "the observed spread is zero or unknown"
+        return f"{head}: not computable for {best} vs {_label(data)} in retrain test accuracy, since {why} ({n} now)."
+    word = "lead" if difference >= 0 else "difference"
+    return (
+        f"{head}: to confirm {best}'s {word} of {100 * difference:+.1f} points over {_label(data)} in retrain test "
+        f"accuracy at {100 * POWER:.0f}% power and the {1 - CONFIDENCE:.0%} level (two-sided, before any Holm "
+        f"adjustment), about {int(needed)} retrained genotypes per setting, each from its own search seed, would "
+        f"be needed (from the observed spread; {n} now)."
+    )
+
+
 def _best(data: FindingsInput, rows: Mapping[str, dict]) -> str:
-    """The best setting by retrain test accuracy and whether its lead is significant."""
+    """The best setting by retrain test accuracy, whether its lead is significant, and the seeds
+    (retrained genotypes) per setting that would confirm its lead over the reference."""
     candidates = [s for s in _searched(rows) if _finite(rows[s].get(f"{RETRAIN}_mean"))]
     if not candidates:
         return "Best setting by retrain test accuracy: none, since no searched genotype was retrained."
@@ -209,7 +264,8 @@ def _best(data: FindingsInput, rows: Mapping[str, dict]) -> str:
         reference = f"no comparison with the reference: {_missing_reference(data, rows, f'{RETRAIN}_mean')}"
     else:
         reference = _lead(data, rows, best, data.reference, _label(data))
-    return f"{text}; {reference}; {_lead(data, rows, best, RANDOM, 'the random cells')}."
+    text = f"{text}; {reference}; {_lead(data, rows, best, RANDOM, 'the random cells')}."
+    return f"{text} {_seeds_needed(data, best)}"
 
 
 # --- agreement and stability ------------------------------------------------------------------

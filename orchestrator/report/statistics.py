@@ -1,7 +1,12 @@
-"""The statistics of a study report, on plain lists of numbers and genotypes (numpy and scipy only).
+"""The statistics of a study report, on plain lists of numbers and genotypes (numpy, scipy and statsmodels).
 
 * :func:`describe`: n, mean, sample standard deviation and the 95% t interval of the mean.
 * :func:`compare`: the difference of two groups' means with its 95% interval and p-value.
+* :func:`seed_pairs` and :func:`compare_paired`: the paired design (both settings ran the same seeds)
+  and the paired t-test on the per-seed differences.
+* :func:`holm`: Holm's adjustment of the p-values of one report for multiple comparisons.
+* :func:`pooled_std` and :func:`n_for_power`: how many values per group would detect an observed
+  difference at 80% power and the 5% level.
 * :func:`rank_agreement`: Kendall's tau between two paired lists.
 * :func:`genotype_overlap`, :func:`mean_pairwise_overlap`, :func:`op_counts`, :func:`alpha_entropy`:
   how stable the searches of one setting are.
@@ -22,6 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestIndPower, TTestPower
+from statsmodels.tools.sm_exceptions import ConvergenceWarning  # imported here: its import sets "always"
 
 from pcdarts_core import Genotype
 from pcdarts_core.search_space import PARAMETER_FREE
@@ -29,6 +37,11 @@ from pcdarts_core.search_space import PARAMETER_FREE
 CONFIDENCE = 0.95
 #: Below this many values per group, a comparison is printed with a caveat.
 FEW = 4
+#: The power :func:`n_for_power` plans for.
+POWER = 0.8
+#: Per-seed differences closer together than this (in accuracy, a fraction) count as identical: the
+#: float differences of equal steps (0.7 - 0.5 and 0.8 - 0.6) are not exactly equal.
+SAME_DIFFERENCE = 1e-9
 NAN = math.nan
 
 
@@ -139,6 +152,125 @@ def compare(a: Iterable[float], b: Iterable[float], confidence: float = CONFIDEN
     half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * se
     p_value = float(2 * stats.t.sf(abs(diff) / se, df=n - 1))
     return Difference(n_a, n_b, mean_a, mean_b, diff, diff - half, diff + half, p_value, "single-case", note)
+
+
+# --- paired comparisons, multiple comparisons, power -----------------------------------------
+
+
+def seed_pairs(
+    a: Iterable[tuple[object, float]], b: Iterable[tuple[object, float]]
+) -> list[tuple[float, float]] | None:
+    """The design is paired when both groups ran exactly the same seeds, each once (so that, seed by
+    seed, both saw the same data split): then the (a, b) value pairs in seed order; None otherwise.
+    ``a`` and ``b`` are (seed, value) pairs; pairs whose value is NaN are left out first, so a seed
+    that lacks a value on one side only makes the design unpaired."""
+    sides = []
+    for side in (a, b):
+        values = [(seed, float(v)) for seed, v in side if float(v) == float(v)]
+        by_seed = dict(values)
+        if len(by_seed) != len(values):  # a seed ran twice: no one-to-one pairing
+            return None
+        sides.append(by_seed)
+    first, second = sides
+    if not first or set(first) != set(second):
+        return None
+    return [(first[seed], second[seed]) for seed in sorted(first, key=str)]
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The paired t-test on the differences ``a - b`` of ``n`` pairs: their mean, sample standard
+    deviation (ddof=1), the mean's 95% t interval and the two-sided p-value (scipy's ``ttest_rel``).
+    NaN where the differences do not determine it; ``note`` says why."""
+
+    n: int
+    difference: float
+    std: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    note: str = ""
+
+
+def compare_paired(pairs: Sequence[tuple[float, float]], confidence: float = CONFIDENCE) -> Paired:
+    """Paired t-test of ``a - b`` over ``pairs`` (from :func:`seed_pairs`): t = mean / (sd / √n)
+    with n - 1 degrees of freedom. Fewer than two pairs, or differences without spread, give no p."""
+    x = np.asarray([a for a, _ in pairs], dtype=float)
+    y = np.asarray([b for _, b in pairs], dtype=float)
+    d = x - y
+    n = len(d)
+    if n == 0:
+        return Paired(0, NAN, NAN, NAN, NAN, NAN, "no pairs")
+    mean = float(d.mean())
+    if n == 1:
+        return Paired(1, mean, NAN, NAN, NAN, NAN, "one pair: no interval or p-value")
+    if float(np.ptp(d)) <= SAME_DIFFERENCE:
+        return Paired(n, mean, 0.0, mean, mean, NAN, "no spread in the per-seed differences: p undefined")
+    result = stats.ttest_rel(x, y)
+    interval = result.confidence_interval(confidence)
+    return Paired(n, mean, float(d.std(ddof=1)), float(interval.low), float(interval.high), float(result.pvalue))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment (statsmodels' ``multipletests(method="holm")``) over the p-values
+    that are defined; a NaN p stays NaN and does not count among the comparisons."""
+    p = np.asarray([float(v) for v in p_values], dtype=float)
+    out = np.full(len(p), NAN)
+    defined = ~np.isnan(p)
+    if defined.any():
+        out[defined] = multipletests(p[defined], alpha=1 - CONFIDENCE, method="holm")[1]
+    return [float(v) for v in out]
+
+
+def pooled_std(a: Iterable[float], b: Iterable[float]) -> float:
+    """The pooled sample standard deviation of two groups, each weighted by its n - 1 (NaN with fewer
+    than three values in all, since a group of one adds no degree of freedom)."""
+    x, y = _values(a), _values(b)
+    dof = len(x) + len(y) - 2
+    if dof < 1 or len(x) == 0 or len(y) == 0:
+        return NAN
+    squares = sum(float(((g - g.mean()) ** 2).sum()) if len(g) > 1 and not _constant(g) else 0.0 for g in (x, y))
+    return math.sqrt(squares / dof)
+
+
+def n_for_power(
+    difference: float, std: float, paired: bool = False, power: float = POWER, alpha: float = 1 - CONFIDENCE
+) -> float:
+    """The smallest n that detects ``difference`` with ``power`` in a two-sided t-test at ``alpha``,
+    for an effect size ``|difference| / std``: n per group of a two-sample t-test with equal groups
+    (statsmodels' ``TTestIndPower``; ``std`` the pooled standard deviation), or n pairs of a paired
+    t-test (``TTestPower``, the one-sample test on the differences; ``std`` theirs). An integer
+    (rounded up, at least 2) as a float; NaN when the difference is 0 or the std is 0 or undefined."""
+    if not (difference == difference and std == std) or difference == 0 or std <= 0:
+        return NAN
+    effect = abs(difference) / std
+    solver = TTestPower() if paired else TTestIndPower()
+
+    def reached(n: float) -> bool:
+        achieved = float(solver.power(effect, n, alpha, alternative="two-sided"))
+        if achieved != achieved:
+            # scipy's noncentral t gives NaN for the far tail (t < -critical) of a huge effect at few
+            # degrees of freedom; that tail is 0 then, which leaves the one-sided power at alpha / 2
+            achieved = float(solver.power(effect, n, alpha / 2, alternative="larger"))
+        return achieved >= power
+
+    if reached(2):  # the smallest n with a degree of freedom; the root finder fails on huge effects
+        return 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        n = float(np.asarray(solver.solve_power(effect, None, alpha, power, alternative="two-sided")).item())
+    if n == n and math.isfinite(n):
+        whole = math.ceil(n - 1e-9)
+        return float(whole if reached(whole) else whole + 1)
+    low, high = 2, 4  # the root finder gave up: the integer search on the power itself
+    while not reached(high):
+        low, high = high, high * 2
+        if high > 10**12:
+            return NAN
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if reached(middle) else (middle, high)
+    return float(high)
 
 
 @dataclass(frozen=True)

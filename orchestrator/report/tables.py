@@ -69,14 +69,22 @@ def genotype_table(genotypes: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_numbers(comparisons: pd.DataFrame) -> pd.DataFrame:
-    """``comparisons.csv`` as report.html shows it (without the sentences; percent, p with 3 digits)."""
-    numbers = ("mean", "std", "mean_versus", "std_versus", "difference", "ci_low", "ci_high", "p_value")
-    return comparisons.drop(columns=["sentence", "note"]).assign(
-        **{
-            c: [percent(v, unit="%") if c != "p_value" else ("–" if v != v else f"{v:.3g}") for v in comparisons[c]]
-            for c in numbers
-        }
-    )
+    """``comparisons.csv`` as report.html shows it (without the sentences; percent, p-values with 3
+    digits, the seeds for 80% power as a whole number)."""
+    percents = ("mean", "std", "mean_versus", "std_versus", "difference", "ci_low", "ci_high")
+    p_values = ("p_value", "p_paired", "p_holm")
+
+    def p_text(v: float) -> str:
+        return "–" if v != v else f"{v:.3g}"
+
+    def whole(v: float) -> str:
+        return "–" if v != v else f"{v:.0f}"
+
+    shown = {c: [percent(v, unit="%") for v in comparisons[c]] for c in percents}
+    shown |= {c: [p_text(v) for v in comparisons[c]] for c in p_values if c in comparisons}
+    if "n_for_80pct_power" in comparisons:
+        shown["n_for_80pct_power"] = [whole(v) for v in comparisons["n_for_80pct_power"]]
+    return comparisons.drop(columns=["sentence", "note"]).assign(**shown)
 
 
 def summary_markdown(
