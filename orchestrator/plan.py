@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pcdarts_core import SearchConfig, TrainConfig, parse_genotype
+from pcdarts_core.known_genotypes import KNOWN_GENOTYPES
 
 from .spec import StudySpec, reference_setting, retrain_config, retrain_seeds, setting_label
-from .trial import RANDOM, Trial
+from .trial import PUBLISHED, RANDOM, Trial, published_setting
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,14 +85,15 @@ class StudyPlan:
         ]
 
     def retrain_trials(self, selection: pd.DataFrame) -> list[Trial]:
-        """Each selected genotype (rows of ``selection.csv``) and each random baseline, with every
-        retrain seed, same protocol."""
+        """Each selected genotype (rows of ``selection.csv``), each published anchor (``baseline.known``, its
+        name as its genotype id) and each random baseline, with every retrain seed, same protocol."""
         from .selection import baseline_genotypes, canonical_genotype  # imports pandas: kept off the dry run's path
 
         jobs = [
             (row.genotype_id, row.setting, row.source, parse_genotype(row.genotype))
             for row in selection.itertuples(index=False)
         ]
+        jobs += [(name, published_setting(name), PUBLISHED, KNOWN_GENOTYPES[name]) for name in self.spec.baseline.known]
         avoid = {canonical_genotype(genotype) for *_, genotype in jobs}
         steps = self.grid[0].config.steps
         jobs += [
@@ -123,7 +125,8 @@ class StudyPlan:
         count, settings, seeds = len(self.grid), self.settings, list(self.retrain_seeds)
         select_where = "over the whole study" if spec.select.per == "study" else "within each setting"
         top = spec.select.top * (1 if spec.select.per == "study" else len(settings))
-        most = (top + spec.baseline.count) * len(seeds)
+        known = spec.baseline.known
+        most = (top + len(known) + spec.baseline.count) * len(seeds)
         train = self.retrain_config(seed=seeds[0])
         gpus = res.gpus_per_trial if res.gpus_per_trial == "auto" else format(res.gpus_per_trial, "g")
         lines = [
@@ -143,8 +146,9 @@ class StudyPlan:
             f"stage select: the top {spec.select.top} genotypes by final {spec.select.metric} {select_where}; "
             "identical genotypes retrained once",
             "",
-            f"stage retrain: up to {top} selected genotypes + {spec.baseline.count} random baselines, "
-            f"each with seeds {seeds}: up to {most} trials",
+            f"stage retrain: up to {top} selected genotypes"
+            + (f" + {len(known)} published ({', '.join(known)})" if known else "")
+            + f" + {spec.baseline.count} random baselines, each with seeds {seeds}: up to {most} trials",
             f"  protocol: {train.network} network, C={train.init_channels}, {train.layers} cells, "
             f"{train.epochs} epochs, batch {train.batch_size}, lr {train.lr} ({train.lr_schedule})",
             "",

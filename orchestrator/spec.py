@@ -54,6 +54,23 @@ class SelectSpec(Section):
 class BaselineSpec(Section):
     count: int = Field(0, ge=0, description="random architectures retrained with the same protocol and seeds")
     seed: int = Field(0, ge=0, description="seed of the random architectures")
+    known: list[str] = Field(
+        default_factory=list,
+        description="published genotypes (names of pcdarts_core's KNOWN_GENOTYPES, e.g. PC_DARTS_cifar) retrained "
+        "with the same protocol and seeds: the anchors that show whether the study's retraining reproduces them",
+    )
+
+    @field_validator("known")
+    @classmethod
+    def _known_names(cls, names: list[str]) -> list[str]:
+        from pcdarts_core.known_genotypes import KNOWN_GENOTYPES
+
+        for name in names:
+            if name not in KNOWN_GENOTYPES:
+                raise ValueError(f"{name!r} is not a known genotype: use some of {', '.join(KNOWN_GENOTYPES)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{names}: a name is given twice; list each published genotype once")
+        return names
 
 
 class ResourcesSpec(Section):

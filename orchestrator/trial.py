@@ -15,6 +15,21 @@ from pydantic import BaseModel, ConfigDict
 
 #: The setting (and source) label of the random baselines.
 RANDOM = "random"
+#: The source of a published genotype retrained as an anchor; its setting is ``published:NAME``.
+PUBLISHED = "published"
+
+
+def published_setting(name: str) -> str:
+    """The setting label of the published genotype ``name`` (a name of ``KNOWN_GENOTYPES``)."""
+    return f"{PUBLISHED}:{name}"
+
+
+def is_baseline(setting: str) -> bool:
+    """Whether a retrained genotype's setting is a baseline (random cells, a published cell) rather than a
+    search setting of the grid."""
+    return setting == RANDOM or setting.startswith(f"{PUBLISHED}:")
+
+
 #: The value a trainable reports its state in: ``running`` after each epoch but the last, then how it ended.
 STATUS_METRIC = "trial_status"
 RUNNING = "running"

@@ -18,7 +18,7 @@ from orchestrator.report.tables import summary_markdown
 from orchestrator.selection import baseline_genotypes, canonical_genotype, select_genotypes
 from orchestrator.spec import BaselineSpec, SelectSpec, parse_spec
 from orchestrator.spec_file import apply_overrides, load_spec
-from pcdarts_core import KNOWN_GENOTYPES, Genotype
+from pcdarts_core import KNOWN_GENOTYPES, Genotype, random_genotype
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,6 +95,8 @@ def test_grid_crosses_every_list_with_seeds_innermost():
         ({"search__k": [2, 2.0]}, "search.k", "same setting"),
         ({"search__steps": [3, 4]}, "search.steps", "one value per study"),
         ({"retrain__protocol": ["imagenet"]}, "retrain.protocol", "cifar or imagenet"),
+        ({"baseline__known": ["PC_DARTS"]}, "baseline.known", "use some of DARTS_V1, DARTS_V2, PC_DARTS_cifar"),
+        ({"baseline__known": ["DARTS_V2", "DARTS_V2"]}, "baseline.known", "given twice"),
         ({"search__train_subset": [64, 128]}, "", ""),  # a valid axis, also given under dataset: the search's wins
     ],
 )
@@ -217,6 +219,30 @@ def test_retrain_trials_cross_genotypes_and_baselines_with_seeds():
     ]
     assert all(t.config["epochs"] == 1 and t.config["init_channels"] == 4 for t in trials)
     assert [t.config["seed"] for t in trials] == [0, 1, 0, 1]
+
+
+def test_published_anchors_are_retrained_with_the_same_protocol_and_seeds():
+    plan = StudyPlan.from_spec(parse_spec(spec_with(baseline__known=["DARTS_V2", "PC_DARTS_cifar"])))
+    found = random_genotype(11)
+    selection = pd.DataFrame(
+        [{"genotype_id": "g01", "setting": "k=4 edge_norm=on", "source": "search-005", "genotype": found.to_text()}]
+    )
+    trials = plan.retrain_trials(selection)
+    assert [t.key for t in trials] == [
+        *("retrain-g01-seed0", "retrain-g01-seed1"),
+        *("retrain-DARTS_V2-seed0", "retrain-DARTS_V2-seed1"),
+        *("retrain-PC_DARTS_cifar-seed0", "retrain-PC_DARTS_cifar-seed1"),
+        *("retrain-random01-seed0", "retrain-random01-seed1"),
+    ]
+    anchor = trials[4]
+    assert (anchor.setting, anchor.source, anchor.genotype_id) == (
+        "published:PC_DARTS_cifar",
+        "published",
+        "PC_DARTS_cifar",
+    )
+    assert Genotype.from_dict(anchor.genotype) == KNOWN_GENOTYPES["PC_DARTS_cifar"]
+    assert anchor.config == trials[0].config  # the same protocol as the found genotype, seed by seed
+    assert "+ 2 published (DARTS_V2, PC_DARTS_cifar) + 1 random baselines" in plan.describe(Path("study"))
 
 
 def _trials_table() -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -141,3 +141,17 @@ def test_activation_memory_and_the_cuda_peak_on_a_gpu():
     cost = findings(_input(settings, [_comparison(K4, REF, 0.05, 0.004)]))[0]
     assert "k=4 edge_norm=on 0.32×" in cost and "k=4 edge_norm=on 0.31×" in cost
     assert "This is the CUDA peak of allocated memory." in cost
+
+
+def test_published_anchor_in_the_best_setting_sentence_and_not_a_candidate():
+    anchor = "published:PC_DARTS_cifar"
+    summary = [
+        *_three_settings(),
+        _summary_row(anchor, search_valid_acc_n=0, retrain_test_acc_mean=0.97, search_time_s_mean=NAN),
+    ]
+    comparisons = [_comparison(K4, REF, 0.05, 0.004), _comparison(K4, anchor, -0.12, 0.01, n_versus=1)]
+    cost, best, *_ = findings(_input(summary, comparisons))
+    # the anchor is better, yet the best *setting* is a searched one; the anchor is compared with it
+    assert best.startswith("Best setting by retrain test accuracy: k=4 edge_norm=on")
+    assert "its difference over the published PC_DARTS_cifar is -12.0 points" in best
+    assert anchor not in cost  # no search cost for a published cell

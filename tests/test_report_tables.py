@@ -319,3 +319,30 @@ def test_pooled_seed_std_weights_by_degrees_of_freedom():
     k1 = summarize(trials, selection, ["k=1", "k=4"]).set_index("setting").loc["k=1"]
     assert k1.retrain_seed_std == pytest.approx(math.sqrt((2 * 0.0016 + 1 * 0.0002) / 3))
     assert k1.retrain_seed_std != pytest.approx(math.sqrt((0.0016 + 0.0002) / 2))  # not the plain mean of the variances
+
+
+def test_published_anchor_has_its_row_and_every_setting_is_compared_with_it():
+    trials, selection = _study()
+    anchor = "published:PC_DARTS_cifar"
+    published = [
+        {**_retrain_row("PC_DARTS_cifar", anchor, seed, acc), "genotype": PC} for seed, acc in ((0, 0.95), (1, 0.97))
+    ]
+    trials = pd.concat([trials, pd.DataFrame(published)], ignore_index=True)
+    genotypes = genotype_results(trials, selection).set_index("genotype_id")
+    # selected genotypes, then the published anchor, then the random cells
+    assert list(genotypes.index) == ["g02", "g01", "g03", "PC_DARTS_cifar", "random01", "random02"]
+    assert (
+        genotypes.loc["PC_DARTS_cifar", "setting"] == anchor
+        and genotypes.loc["PC_DARTS_cifar", "source"] == "published"
+    )
+    assert genotypes.loc["PC_DARTS_cifar", "retrain_test_acc_mean"] == pytest.approx(0.96)
+    summary = summarize(trials, selection, ["k=1", "k=4"]).set_index("setting")
+    assert list(summary.index) == ["k=1", "k=4", anchor, "random"]
+    assert summary.loc[anchor, "retrain_test_acc_mean"] == pytest.approx(0.96) and summary.loc[anchor, "searches"] == 0
+    comparisons = compare_settings(trials, selection, ["k=1", "k=4"], "k=1")
+    versus_anchor = comparisons[comparisons["versus"] == anchor].set_index("setting")
+    assert list(versus_anchor.index) == ["k=1", "k=4"] and (versus_anchor["metric"] == "retrain_test_acc").all()
+    # k=4 found g02 (0.91) and g03 (0.72): 0.815 against the anchor's 0.96
+    assert versus_anchor.loc["k=4", "difference"] == pytest.approx(0.815 - 0.96)
+    # the anchors are not searched genotypes: the agreement is over g01..g03 alone
+    assert search_retrain_agreement(genotype_results(trials, selection)).n == 3

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ..trial import RANDOM, TrialStatus
-from .genotypes import genotype_results, setting_genotype_ids
+from ..trial import TrialStatus, is_baseline
+from .genotypes import baseline_settings, genotype_results, setting_genotype_ids
 from .statistics import (
     CONFIDENCE,
     FEW,
@@ -148,8 +148,9 @@ def compare_settings(
     reference_name: str = "",
 ) -> pd.DataFrame:
     """Each setting against the reference setting (search validation and retrain test accuracy)
-    and against the random baseline (retrain test accuracy): difference of means with a 95%
-    interval and p (:func:`~orchestrator.report.statistics.compare`), and the sentence that says it.
+    and against each baseline, the published cells and then the random ones (retrain test accuracy):
+    difference of means with a 95% interval and p (:func:`~orchestrator.report.statistics.compare`), and
+    the sentence that says it.
 
     Retrain accuracy is one value per retrained genotype (mean over its seeds). A genotype that
     both settings found (:func:`setting_genotype_ids`) is left out of both groups, so that the two
@@ -175,14 +176,16 @@ def compare_settings(
         for s in settings
     }
     retrained = {s: [g for g in found.get(s, []) if g in accuracy] for s in settings}
-    retrained[RANDOM] = genotypes.loc[genotypes["setting"] == RANDOM, "genotype_id"].tolist()
+    baselines = baseline_settings(genotypes)
+    for baseline in baselines:
+        retrained[baseline] = genotypes.loc[genotypes["setting"] == baseline, "genotype_id"].tolist()
     pairs = []
     if reference is not None:
         label = f"{reference} ({reference_name})" if reference_name else reference
         for metric in ("search_valid_acc", "retrain_test_acc"):
             pairs += [(s, reference, label, metric) for s in settings if s != reference]
-    if retrained[RANDOM]:
-        pairs += [(s, RANDOM, RANDOM, "retrain_test_acc") for s in settings]
+    for baseline in baselines:  # the published cells, then the random ones
+        pairs += [(s, baseline, baseline, "retrain_test_acc") for s in settings]
     rows, sentences = [], []
     for setting, versus, label, metric in pairs:
         paired = None
@@ -266,8 +269,8 @@ def _unpaired_text(runs_a: list[tuple[object, float]], runs_b: list[tuple[object
 
 def search_retrain_agreement(genotypes: pd.DataFrame) -> Agreement:
     """Kendall's tau between the search validation accuracy and the retrain test accuracy of the
-    retrained searched genotypes (the random baselines had no search)."""
-    searched = genotypes[(genotypes["setting"] != RANDOM) & (genotypes["retrain_seeds"] > 0)]
+    retrained searched genotypes (the baselines, random and published, had no search)."""
+    searched = genotypes[~genotypes["setting"].astype(str).map(is_baseline) & (genotypes["retrain_seeds"] > 0)]
     return rank_agreement(searched["search_valid_acc"].tolist(), searched["retrain_test_acc_mean"].tolist())
 
 

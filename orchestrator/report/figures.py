@@ -31,7 +31,7 @@ from matplotlib.patches import Circle, FancyArrowPatch  # noqa: E402
 from pcdarts_core import Genotype  # noqa: E402
 from pcdarts_core.search_space import PRIMITIVES  # noqa: E402
 
-from ..trial import RANDOM  # noqa: E402
+from ..trial import RANDOM, is_baseline  # noqa: E402
 
 DPI = 80
 #: One colour per operation, the same in every picture.
@@ -238,7 +238,7 @@ def _strip(ax: Any, groups: list[tuple[str, list[float]]], seeds: dict[str, list
             capprops={"color": "#888888"},
         )
     for position, (label, values) in zip(positions, groups):
-        color = "#7f7f7f" if label == RANDOM else "#1f77b4"
+        color = "#7f7f7f" if label == RANDOM else "#ff7f0e" if is_baseline(label) else "#1f77b4"
         if seeds and seeds.get(label):
             ax.scatter(
                 position + 0.28 + rng.uniform(-0.04, 0.04, len(seeds[label])),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..trial import RANDOM
+from ..trial import PUBLISHED, RANDOM, is_baseline
 from .statistics import CONFIDENCE, FEW, NAN, POWER, Agreement
 from .text import p_text, percent
 
@@ -20,6 +20,8 @@ FLAT_ENTROPY = 0.95
 #: This many skip connections per normal cell or more: DARTS's known collapse.
 MANY_SKIPS = 3.0
 RETRAIN = "retrain_test_acc"
+#: How a published anchor's setting begins (``published:NAME``).
+ANCHOR = f"{PUBLISHED}:"
 #: The summary columns a finding needs from the reference, in words.
 NEEDS = {"search_time_s_mean": "search time", f"{RETRAIN}_mean": "retrained genotype"}
 
@@ -66,7 +68,7 @@ def _many(n: int, word: str) -> str:
 
 
 def _searched(rows: Mapping[str, dict]) -> list[str]:
-    return [setting for setting in rows if setting != RANDOM]
+    return [setting for setting in rows if not is_baseline(setting)]
 
 
 def _missing_reference(data: FindingsInput, rows: Mapping[str, dict], need: str) -> str | None:
@@ -264,7 +266,8 @@ def _best(data: FindingsInput, rows: Mapping[str, dict]) -> str:
         reference = f"no comparison with the reference: {_missing_reference(data, rows, f'{RETRAIN}_mean')}"
     else:
         reference = _lead(data, rows, best, data.reference, _label(data))
-    text = f"{text}; {reference}; {_lead(data, rows, best, RANDOM, 'the random cells')}."
+    anchors = [_lead(data, rows, best, s, f"the published {s.split(':', 1)[1]}") for s in rows if s.startswith(ANCHOR)]
+    text = "; ".join([text, reference, *anchors, _lead(data, rows, best, RANDOM, "the random cells")]) + "."
     return f"{text} {_seeds_needed(data, best)}"
 
 

@@ -1,5 +1,5 @@
 """The retrained genotypes: which settings found each one, and ``retrained_genotypes.csv`` (one row
-per retrained genotype, the selected ones then the random baselines)."""
+per retrained genotype: the selected ones, then the published anchors, then the random baselines)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from ..trial import RANDOM, TrialStatus
+from ..trial import PUBLISHED, RANDOM, TrialStatus, is_baseline
 from .frames import finite_mean, optional_column
 
 GENOTYPE_COLUMNS = (
@@ -21,6 +21,13 @@ GENOTYPE_COLUMNS = (
     "parameters",
     "genotype",
 )
+
+
+def baseline_settings(retrains: pd.DataFrame) -> list[str]:
+    """The baselines among the retrained genotypes' settings, in the report's order: the published cells
+    (``published:NAME``, in the order they were planned), then the random cells."""
+    found = [s for s in dict.fromkeys(retrains["setting"]) if is_baseline(str(s))]
+    return [s for s in found if s != RANDOM] + [s for s in found if s == RANDOM]
 
 
 def setting_genotype_ids(selection: pd.DataFrame) -> dict[str, list[str]]:
@@ -44,9 +51,12 @@ def genotype_results(trials: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFr
     finished = retrains[retrains["status"] == TrialStatus.FINISHED]
     rows = []
     jobs = [(r.genotype_id, r.found_by_settings, r.source, r.genotype) for r in selection.itertuples(index=False)]
-    for gid in dict.fromkeys(retrains.loc[retrains["setting"] == RANDOM, "genotype_id"]):
-        texts = optional_column(retrains[retrains["genotype_id"] == gid], "genotype").dropna()
-        jobs.append((gid, RANDOM, RANDOM, texts.iloc[0] if len(texts) else None))
+    for setting in baseline_settings(retrains):
+        for gid in dict.fromkeys(retrains.loc[retrains["setting"] == setting, "genotype_id"]):
+            own = retrains[retrains["genotype_id"] == gid]
+            texts = optional_column(own, "genotype").dropna()
+            source = RANDOM if setting == RANDOM else PUBLISHED
+            jobs.append((gid, setting, source, texts.iloc[0] if len(texts) else None))
     for gid, setting, source, text in jobs:
         own = finished[finished["genotype_id"] == gid]
         accs = own["test_acc"].dropna().astype(float)

@@ -13,9 +13,9 @@ import pandas as pd
 
 from pcdarts_core import parse_genotype
 
-from ..trial import RANDOM, TrialStatus
+from ..trial import RANDOM, TrialStatus, is_baseline
 from . import figures
-from .genotypes import setting_genotype_ids
+from .genotypes import baseline_settings, setting_genotype_ids
 from .results import StudyResults
 from .text import percent
 
@@ -58,11 +58,11 @@ def accuracy_pictures(results: StudyResults) -> list[Picture]:
     found = setting_genotype_ids(results.selection)
     settings = results.settings
     search_groups = [(s, searches.loc[searches["setting"] == s, "valid_acc"].dropna().tolist()) for s in settings]
-    labels = [*settings, RANDOM] if (retrained["setting"] == RANDOM).any() else list(settings)
+    baselines = baseline_settings(retrained)
     retrain_groups, seed_values = [], {}
-    for label in labels:
-        if label == RANDOM:
-            ids = retrained.loc[retrained["setting"] == RANDOM, "genotype_id"].tolist()
+    for label in [*settings, *baselines]:
+        if label in baselines:
+            ids = retrained.loc[retrained["setting"] == label, "genotype_id"].tolist()
         else:
             ids = found.get(label, [])
         accuracy = retrained.loc[retrained["genotype_id"].isin(ids), "retrain_test_acc_mean"].tolist()
@@ -77,7 +77,7 @@ def accuracy_pictures(results: StudyResults) -> list[Picture]:
 
 def agreement_pictures(results: StudyResults) -> list[Picture]:
     retrained = _retrained(results)
-    searched = retrained[retrained["setting"] != RANDOM]
+    searched = retrained[~retrained["setting"].astype(str).map(is_baseline)]
     if not len(searched):
         return []
     agreement = results.agreement
@@ -110,7 +110,12 @@ def cell_pictures(results: StudyResults) -> list[Picture]:
     for row in results.genotypes.itertuples(index=False):
         if not isinstance(row.genotype, str):
             continue
-        where = "random cell" if row.setting == RANDOM else f"{row.setting.replace(';', ', ')}, from {row.source}"
+        if row.setting == RANDOM:
+            where = "random cell"
+        elif is_baseline(row.setting):
+            where = "published cell"
+        else:
+            where = f"{row.setting.replace(';', ', ')}, from {row.source}"
         title = (
             f"{row.genotype_id} ({where}): retrain test {percent(row.retrain_test_acc_mean, unit='%')} "
             f"over {row.retrain_seeds} seed(s)"

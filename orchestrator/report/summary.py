@@ -1,5 +1,6 @@
-"""``summary.csv``: one row per search setting in grid order, then the random baseline's, with the
-columns declared in :mod:`orchestrator.report.columns`; and its numbers for the study's MLflow run.
+"""``summary.csv``: one row per search setting in grid order, then the baselines' (published cells, random
+cells), with the columns declared in :mod:`orchestrator.report.columns`; and its numbers for the study's
+MLflow run.
 
 Retraining seeds are averaged per genotype first, so a setting's retrain accuracy is over the
 genotypes it found (:func:`~orchestrator.report.genotypes.setting_genotype_ids`); the seeds' own
@@ -14,10 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..trial import RANDOM, TrialStatus
+from ..trial import TrialStatus
 from .columns import COLUMNS, SettingRows
 from .frames import optional_column, parse_genotypes
-from .genotypes import genotype_results, setting_genotype_ids
+from .genotypes import baseline_settings, genotype_results, setting_genotype_ids
 from .statistics import alpha_entropy
 
 #: summary.csv's columns, in order.
@@ -37,7 +38,8 @@ def final_entropies(histories: dict[str, Any]) -> dict[str, tuple[float, float]]
 def setting_rows(
     trials: pd.DataFrame, selection: pd.DataFrame, settings: Sequence[str], histories: dict[str, Any] | None = None
 ) -> list[SettingRows]:
-    """The rows behind each summary row: each setting's, then the random baseline's if it ran."""
+    """The rows behind each summary row: each setting's, then each baseline's that ran (the published cells,
+    then the random ones)."""
     entropies = final_entropies(histories or {})
     searches = trials[trials["stage"] == "search"]
     all_retrains = trials[trials["stage"] == "retrain"]
@@ -61,18 +63,18 @@ def setting_rows(
                 entropies=[entropies[t] for t in ok["trial"] if t in entropies],
             )
         )
-    baseline_runs = all_retrains[all_retrains["setting"] == RANDOM]
-    if not baseline_runs.empty:
-        random = genotypes["setting"] == RANDOM
+    for baseline in baseline_settings(all_retrains):
+        runs = all_retrains[all_retrains["setting"] == baseline]
+        own = genotypes["setting"] == baseline
         out.append(
             SettingRows(
-                setting=RANDOM,
+                setting=baseline,
                 searches=searches.iloc[:0],
                 finished_searches=searches.iloc[:0],
-                genotypes=genotypes[random & (genotypes["retrain_seeds"] > 0)],
-                retrains=retrains[retrains["setting"] == RANDOM],
-                spent=baseline_runs,
-                cells=parse_genotypes(genotypes.loc[random, "genotype"]),
+                genotypes=genotypes[own & (genotypes["retrain_seeds"] > 0)],
+                retrains=retrains[retrains["setting"] == baseline],
+                spent=runs,
+                cells=parse_genotypes(genotypes.loc[own, "genotype"]),
                 entropies=[],
                 baseline=True,
             )
@@ -83,7 +85,7 @@ def setting_rows(
 def summarize(
     trials: pd.DataFrame, selection: pd.DataFrame, settings: Sequence[str], histories: dict[str, Any] | None = None
 ) -> pd.DataFrame:
-    """One row per search setting (in grid order), then one for the random baseline if it ran
+    """One row per search setting (in grid order), then one per baseline that ran
     (:data:`SUMMARY_COLUMNS`). ``histories``: the searches' saved α history (for the entropy)."""
     rows = []
     for group in setting_rows(trials, selection, settings, histories):

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..trial import RANDOM, Trial
+from ..trial import PUBLISHED, RANDOM, Trial
 
 #: MLflow 3's mark of a model-training experiment. MLflow 3.17's UI does not read it to choose its view (the
 #: browser's "GenAI | Model training" switch does, or the address's ``workflowType``: see :func:`runs_page`).
@@ -51,7 +51,12 @@ def trial_note(trial: Trial) -> str:
             f"PC-DARTS search of setting `{trial.setting}`, seed {trial.seed}, {epochs} epochs "
             f"(trial `{trial.key}`). Its genotype is in the artifacts."
         )
-    found = "a random cell (baseline)" if trial.source == RANDOM else f"found by `{trial.source}` ({trial.setting})"
+    if trial.source == RANDOM:
+        found = "a random cell (baseline)"
+    elif trial.source == PUBLISHED:
+        found = "a published cell (anchor)"
+    else:
+        found = f"found by `{trial.source}` ({trial.setting})"
     return (
         f"Retraining from scratch of genotype `{trial.genotype_id}`, {found}, seed {trial.seed}, {epochs} epochs "
         f"(trial `{trial.key}`). Its final weights and genotype are in the artifacts."
