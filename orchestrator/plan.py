@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 from pcdarts_core import SearchConfig, TrainConfig, parse_genotype
 from pcdarts_core.known_genotypes import KNOWN_GENOTYPES
 
-from .spec import StudySpec, reference_setting, retrain_config, retrain_seeds, setting_label
+from .spec import (
+    StudySpec,
+    reference_setting,
+    retrain_config,
+    retrain_seeds,
+    screen_config,
+    screen_epochs,
+    screen_section,
+    setting_label,
+)
 from .trial import PUBLISHED, RANDOM, Trial, published_setting
 
 if TYPE_CHECKING:
@@ -118,6 +127,29 @@ class StudyPlan:
             for seed in self.retrain_seeds
         ]
 
+    def screen_trials(self, candidates: pd.DataFrame) -> list[Trial]:
+        """Each candidate genotype (rows of ``candidates.csv``) with every screen seed: a short retraining
+        ranked on a split held out of the training set (:func:`~orchestrator.spec.screen_config`)."""
+        screen = screen_section(self.spec)
+        res = self.spec.resources
+        configs = {seed: screen_config(self.spec, seed).model_dump() for seed in screen.seeds}
+        return [
+            Trial(
+                key=f"screen-{row.genotype_id}-seed{seed}",
+                stage="screen",
+                setting=row.setting,
+                seed=seed,
+                genotype_id=row.genotype_id,
+                source=row.source,
+                genotype=parse_genotype(row.genotype).to_dict(),
+                config=configs[seed],
+                cpus=res.cpus_per_trial,
+                gpus=res.gpus_per_trial,
+            )
+            for row in candidates.itertuples(index=False)
+            for seed in screen.seeds
+        ]
+
     # --- the dry run ----------------------------------------------------------------------
     def describe(self, folder: Path) -> str:
         """What ``--dry-run`` prints: every search trial, the selection rule and the retrain plan."""
@@ -141,11 +173,32 @@ class StudyPlan:
         ]
         for point in self.grid:
             lines.append(f"  {point.key}  {point.setting:<32} seed={point.config.seed}")
+        if spec.select.by == "screen":
+            screen = screen_section(spec)
+            cfg = screen_config(spec, screen.seeds[0])
+            asha = (
+                f", ASHA stops the weak (grace {screen.grace_period or 1}, reduction {screen.reduction_factor or 4})"
+                if screen.scheduler == "asha"
+                else ""
+            )
+            entering = f"the {screen.top} best distinct genotypes" if screen.top else "every distinct genotype"
+            lines += [
+                "",
+                f"stage select: {entering} by final {spec.select.metric}, to be screened",
+                "",
+                f"stage screen: each candidate with seeds {screen.seeds}, {screen_epochs(spec)} epochs, ranked on "
+                f"{cfg.valid_portion:g} of the training images held out{asha}; then the top {spec.select.top} by "
+                f"final screen valid_acc {select_where}",
+                "",
+            ]
+        else:
+            lines += [
+                "",
+                f"stage select: the top {spec.select.top} genotypes by final {spec.select.metric} {select_where}; "
+                "identical genotypes retrained once",
+                "",
+            ]
         lines += [
-            "",
-            f"stage select: the top {spec.select.top} genotypes by final {spec.select.metric} {select_where}; "
-            "identical genotypes retrained once",
-            "",
             f"stage retrain: up to {top} selected genotypes"
             + (f" + {len(known)} published ({', '.join(known)})" if known else "")
             + f" + {spec.baseline.count} random baselines, each with seeds {seeds}: up to {most} trials",

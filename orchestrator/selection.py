@@ -70,6 +70,42 @@ def select_genotypes(searches: pd.DataFrame, select: SelectSpec) -> pd.DataFrame
     return pd.DataFrame(rows, columns=list(SELECTION_COLUMNS))
 
 
+def screen_candidates(searches: pd.DataFrame, select: SelectSpec, top: int | None) -> pd.DataFrame:
+    """The genotypes a screen ranks (``select.by: screen``): the distinct found genotypes, best search first
+    by ``select.metric`` over the whole study, at most ``top`` (all when None); rows as in :func:`select_genotypes`."""
+    count = top if top is not None else max(1, len(searches))
+    return select_genotypes(searches, select.model_copy(update={"top": count, "per": "study"}))
+
+
+#: How the screen's choice is named in ``selection.csv``'s ``metric`` column.
+SCREEN_METRIC = "screen_valid_acc"
+
+
+def select_screened(candidates: pd.DataFrame, screened: pd.DataFrame, select: SelectSpec) -> pd.DataFrame:
+    """The candidates to retrain, by the screen's final validation accuracy (mean over the candidate's finished
+    screen seeds; never the test set): the top ``select.top`` over the study, or per setting (a genotype found by
+    several settings competes in each). A candidate that ASHA stopped on any seed is never chosen, nor one without
+    a finished seed (diverged or failed on all of them). Rows as in :func:`select_genotypes`, ``metric`` =
+    ``screen_valid_acc`` and ``value`` its mean."""
+    if screened.empty:
+        return pd.DataFrame(columns=list(SELECTION_COLUMNS))
+    stopped = set(screened.loc[screened["status"] == TrialStatus.STOPPED, "genotype_id"])
+    finished = screened[(screened["status"] == TrialStatus.FINISHED) & ~screened["genotype_id"].isin(stopped)]
+    means = finished.groupby("genotype_id")["valid_acc"].mean() if len(finished) else pd.Series(dtype=float)
+    ranked = candidates[candidates["genotype_id"].isin(means.index)].copy()
+    ranked["metric"], ranked["value"] = SCREEN_METRIC, ranked["genotype_id"].map(means).astype(float)
+    ranked = ranked.sort_values(["value", "genotype_id"], ascending=[False, True], kind="stable")
+    if select.per == "study":
+        chosen = list(ranked["genotype_id"][: select.top])
+    else:
+        settings = dict.fromkeys(s for found in ranked["found_by_settings"] for s in str(found).split(";"))
+        chosen = []
+        for setting in settings:
+            own = ranked[[setting in str(found).split(";") for found in ranked["found_by_settings"]]]
+            chosen += [gid for gid in own["genotype_id"][: select.top] if gid not in chosen]
+    return ranked[ranked["genotype_id"].isin(chosen)].reset_index(drop=True)[list(SELECTION_COLUMNS)]
+
+
 def baseline_genotypes(baseline: BaselineSpec, steps: int, avoid: set[str]) -> list[tuple[str, Genotype]]:
     """``baseline.count`` distinct random genotypes, none equal to a selected one: (id, genotype)."""
     rng = random.Random(baseline.seed)

@@ -49,6 +49,45 @@ class SelectSpec(Section):
         "valid_acc", description="final-epoch search metric that ranks the trials (loss: lower is better)"
     )
     per: Literal["study", "setting"] = Field("study", description="top genotypes over the study or within each setting")
+    by: Literal["search", "screen"] = Field(
+        "search",
+        description="rank by the search's final metric (search), or by a short retraining of the candidates "
+        "on a held-out split (screen: the `screen` section)",
+    )
+
+
+class ScreenSpec(Section):
+    """The screen: a short retraining of the candidate genotypes that ranks them (``select.by: screen``). Any
+    other key is a retraining setting for the screen, over the ``retrain`` section's (``settings``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    top: int | None = Field(None, ge=1, description="distinct found genotypes screened, best search first (all)")
+    epochs: int | None = Field(None, ge=1, description="default: a quarter of the retrain epochs, at least 1")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="screen seeds per candidate")
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_list(cls, value: Any) -> Any:
+        seeds = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        if isinstance(seeds, list) and seeds:
+            if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+                raise ValueError(f"{seeds!r}: give a list of seeds >= 0, e.g. [0, 1]")
+            if len(set(seeds)) != len(seeds):
+                raise ValueError(f"repeated seeds in {seeds}: list each seed once")
+        return seeds
+
+    valid_portion: float = Field(
+        0.1, ge=0, lt=1, description="training images held out to rank on (never the test set)"
+    )
+    scheduler: Literal["none", "asha"] = Field("none", description="asha: Ray Tune's ASHA stops weak candidates")
+    grace_period: int | None = Field(None, ge=1, description="asha: epochs before a candidate may be stopped (1)")
+    reduction_factor: int | None = Field(None, ge=2, description="asha: 1/this of the candidates go on (4)")
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The retraining settings given for the screen (the section's other keys)."""
+        return dict(self.model_extra or {})
 
 
 class BaselineSpec(Section):
@@ -129,6 +168,7 @@ class StudySpec(Section):
     search: dict[str, Any] = Field(description="the grid: any search setting, a value or a list of values")
     select: SelectSpec = SelectSpec()
     retrain: dict[str, Any] = Field(default_factory=dict, description="seeds, protocol and any retrain setting")
+    screen: ScreenSpec | None = None
     baseline: BaselineSpec = BaselineSpec()
     resources: ResourcesSpec = ResourcesSpec()
     tracking: TrackingSpec = TrackingSpec()
@@ -150,6 +190,7 @@ class StudySpec(Section):
         self._grid = tuple(search_grid(self))  # raises SpecError naming the key
         retrain_config(self, seed=0)
         retrain_seeds(self)
+        check_screen(self)
         return self
 
     @model_validator(mode="after")
@@ -364,6 +405,58 @@ def retrain_config(spec: StudySpec, seed: int) -> TrainConfig:
     except ConfigError as err:
         section = "dataset" if err.field in DATASET_FIELDS else "retrain"
         raise SpecError(f"{section}.{DATASET_FIELDS.get(err.field, err.field)}", str(err)) from None
+
+
+SCREEN_OWN = set(ScreenSpec.model_fields)
+
+
+def screen_section(spec: StudySpec) -> ScreenSpec:
+    """The screen's section, its defaults where the spec has none."""
+    return spec.screen or ScreenSpec()
+
+
+def screen_epochs(spec: StudySpec) -> int:
+    screen = screen_section(spec)
+    return screen.epochs or max(1, retrain_config(spec, seed=0).epochs // 4)
+
+
+def screen_config(spec: StudySpec, seed: int) -> TrainConfig:
+    """The validated settings of one screen seed: the retrain settings, then the screen's own, a held-out split."""
+    screen = screen_section(spec)
+    settings = screen.settings
+    allowed = set(TrainConfig.model_fields) - set(DATASET_FIELDS) - STUDY_FIELDS - {"epochs", "valid_portion"}
+    _check_keys("screen", settings, allowed)
+    for key, value in settings.items():
+        if isinstance(value, (list, dict)):
+            raise SpecError(f"screen.{key}", "screen settings are single values (only screen.seeds is a list)")
+    try:
+        return retrain_config(spec, seed).replace(
+            **settings, epochs=screen_epochs(spec), valid_portion=screen.valid_portion
+        )
+    except ConfigError as err:
+        raise SpecError(f"screen.{err.field}", str(err)) from None
+
+
+def check_screen(spec: StudySpec) -> None:
+    """The screen's keys fit together with ``select.by`` (each refusal names its key and the fix)."""
+    screen = spec.screen
+    if spec.select.by != "screen":
+        if screen is not None:
+            raise SpecError("screen", "given, but select.by is 'search': set select.by: screen, or remove screen")
+        return
+    screen = screen_section(spec)
+    if screen.valid_portion == 0:
+        raise SpecError("screen.valid_portion", "0 leaves no held-out images to rank on: use e.g. 0.1")
+    if screen.scheduler != "asha":
+        for key in ("grace_period", "reduction_factor"):
+            if getattr(screen, key) is not None:
+                raise SpecError(f"screen.{key}", "only for scheduler: asha; set screen.scheduler: asha or remove it")
+    if screen.grace_period is not None and screen.grace_period > screen_epochs(spec):
+        raise SpecError(
+            "screen.grace_period", f"{screen.grace_period} is more than the screen's {screen_epochs(spec)} epochs"
+        )
+    for seed in screen.seeds:
+        screen_config(spec, seed)
 
 
 # --- validating --------------------------------------------------------------------------

@@ -124,8 +124,9 @@ class Study:
             f"study {spec.name}: folder {folder}, MLflow run {parent} in experiment {spec.experiment_name()!r} at {uri}"
         )
         context = StageContext(self, tracker, parent, verbose, say)
-        last_ray = max((i for i, stage in enumerate(SEQUENCE) if stage.uses_ray), default=-1)
-        with_ray, after_ray = SEQUENCE[: last_ray + 1], SEQUENCE[last_ray + 1 :]
+        stages = [stage for stage in SEQUENCE if stage.applies(spec)]
+        last_ray = max((i for i, stage in enumerate(stages) if stage.uses_ray), default=-1)
+        with_ray, after_ray = stages[: last_ray + 1], stages[last_ray + 1 :]
         try:
             needs_ray = any(stage.uses_ray and not self.done(stage.name) for stage in with_ray)
             with ray_session(spec, verbose) if needs_ray else contextlib.nullcontext():

@@ -3,6 +3,8 @@
 SPEC_FILE = "spec.yaml"
 STATE_FILE = "study.json"
 SELECTION_FILE = "selection.csv"
+#: The genotypes a screen ranks (``select.by: screen``), written by the select stage.
+CANDIDATES_FILE = "candidates.csv"
 
 
 def stage_table(stage: str) -> str:

@@ -37,7 +37,8 @@ RUNNING = "running"
 
 class TrialStatus(StrEnum):
     """How a trial ended: finished, diverged (its loss stopped being finite: not an error of the
-    study), error (failed after its retries) or interrupted (neither ended nor failed).
+    study), error (failed after its retries), interrupted (neither ended nor failed) or stopped (ended
+    early by the stage's scheduler, ASHA in the screen).
 
     A string enum: ``series == TrialStatus.FINISHED`` works in pandas and CSV files hold the words.
 
@@ -51,6 +52,8 @@ class TrialStatus(StrEnum):
     DIVERGED = "diverged"
     ERROR = "error"
     INTERRUPTED = "interrupted"
+    #: ended early by the stage's scheduler (the screen's ASHA): a decision of the study, not a failure
+    STOPPED = "stopped"
 
     @property
     def mlflow_status(self) -> str:
@@ -70,6 +73,7 @@ _MLFLOW_STATUS = {
     TrialStatus.DIVERGED: "FAILED",
     TrialStatus.ERROR: "FAILED",
     TrialStatus.INTERRUPTED: "KILLED",
+    TrialStatus.STOPPED: "FINISHED",
 }
 
 

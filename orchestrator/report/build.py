@@ -52,9 +52,17 @@ def plan_lines(plan: StudyPlan, trials: pd.DataFrame) -> list[str]:
         f"Search: {len(searches)} trials, {len(settings)} settings ({'; '.join(settings)}) × seeds {seeds}; "
         f"{config.epochs} epochs ({config.warmup_epochs} warm-up), C={config.init_channels}, {config.layers} cells, "
         f"batch {config.batch_size}.",
-        f"Selection: top {spec.select.top} by final {spec.select.metric} per {spec.select.per}; "
-        "identical cells retrained once.",
-        f"Retrain: {len(retrains)} trials: each selected genotype and {spec.baseline.count} random cells with seeds "
+        f"Selection: top {spec.select.top} by final "
+        + (
+            f"screen valid_acc (a short retraining of {trials[trials['stage'] == 'screen']['genotype_id'].nunique()} "
+            "candidates, ranked on a held-out split)"
+            if spec.select.by == "screen"
+            else spec.select.metric
+        )
+        + f" per {spec.select.per}; identical cells retrained once.",
+        f"Retrain: {len(retrains)} trials: each selected genotype"
+        + (f", the published {', '.join(spec.baseline.known)}" if spec.baseline.known else "")
+        + f" and {spec.baseline.count} random cells with seeds "
         f"{list(plan.retrain_seeds)}; {retrain.epochs} epochs, C={retrain.init_channels}, {retrain.layers} cells, "
         f"batch {retrain.batch_size}.",
         f"Each trial: {spec.resources.cpus_per_trial:g} CPU, {_amount(spec.resources.gpus_per_trial)} GPU.",
@@ -91,6 +99,7 @@ def build_study_report(folder: Path, plan: StudyPlan, state: StudyState, say: Sa
             reference_label=f"{plan.reference} ({reference_name(plan)})" if plan.reference else "",
             reference_note=plan.reference_note,
             search_epochs={point.setting: point.config.epochs for point in plan.grid},
+            screen=results.screen,
         )
     )
     paths = write_reports(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..trial import PUBLISHED, RANDOM, is_baseline
+from .screening import ScreenSummary, screen_sentence
 from .statistics import CONFIDENCE, FEW, NAN, POWER, Agreement
 from .text import p_text, percent
 
@@ -41,6 +42,8 @@ class FindingsInput:
     reference_note: str = ""
     #: the planned search epochs of each setting
     search_epochs: Mapping[str, int] = field(default_factory=dict)
+    #: the screen stage's summary (``select.by: screen``), else None
+    screen: ScreenSummary | None = None
 
 
 def findings(data: FindingsInput) -> list[str]:
@@ -50,6 +53,7 @@ def findings(data: FindingsInput) -> list[str]:
         _cost(data, rows),
         _best(data, rows),
         _agreement(data.agreement),
+        *([screen_sentence(data.screen)] if data.screen is not None else []),
         *_stability(rows),
     ]
 

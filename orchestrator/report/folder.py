@@ -49,8 +49,11 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def load_trials(folder: Path) -> pd.DataFrame:
-    """search.csv and retrain.csv (empty when nothing was retrained) as one table."""
+    """search.csv, screen.csv (with ``select.by: screen``) and retrain.csv as one table; a stage that ran
+    nothing has an empty file, and a study without a screen has none."""
     tables = [read_table(folder / stage_table("search"))]
-    if (folder / stage_table("retrain")).stat().st_size > 0:
-        tables.append(read_table(folder / stage_table("retrain")))
+    for stage in ("screen", "retrain"):
+        path = folder / stage_table(stage)
+        if path.is_file() and path.stat().st_size > 0:
+            tables.append(read_table(path))
     return pd.concat(tables, ignore_index=True)

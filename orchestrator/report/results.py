@@ -15,6 +15,7 @@ from .arch_history import load_arch_history
 from .comparisons import compare_settings, search_retrain_agreement
 from .folder import load_trials, read_table
 from .genotypes import genotype_results
+from .screening import ScreenSummary, screen_summary
 from .statistics import Agreement
 from .summary import summarize
 
@@ -23,7 +24,7 @@ from .summary import summarize
 class StudyResults:
     """The study's results as the report's tables and pictures use them."""
 
-    #: search.csv and retrain.csv as one table, and selection.csv
+    #: search.csv, screen.csv (if any) and retrain.csv as one table, and selection.csv
     trials: pd.DataFrame
     selection: pd.DataFrame
     #: the settings in grid order
@@ -36,6 +37,8 @@ class StudyResults:
     agreement: Agreement
     #: what the comparisons leave out and why
     notes: list[str]
+    #: the screen stage's summary (``select.by: screen``), else None
+    screen: ScreenSummary | None = None
 
 
 def reference_name(plan: StudyPlan) -> str:
@@ -62,4 +65,5 @@ def study_results(folder: Path, plan: StudyPlan) -> StudyResults:
         comparisons=comparisons,
         agreement=search_retrain_agreement(genotypes),
         notes=notes,
+        screen=screen_summary(trials, genotypes),
     )

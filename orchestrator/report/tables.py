@@ -51,8 +51,9 @@ def section_table(summary: pd.DataFrame, section: str) -> pd.DataFrame:
 
 
 def failed_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials that did not finish, in :data:`FAILED_COLUMNS` (none: an empty table)."""
-    unfinished = trials[trials["status"] != TrialStatus.FINISHED]
+    """The trials that did not finish, in :data:`FAILED_COLUMNS` (none: an empty table). A screen trial that
+    ASHA stopped early is not among them: its stop is the study's decision (the screen finding counts them)."""
+    unfinished = trials[~trials["status"].isin([TrialStatus.FINISHED, TrialStatus.STOPPED])]
     return unfinished[FAILED_COLUMNS] if len(unfinished) else unfinished
 
 

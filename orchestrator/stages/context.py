@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ..plan import StudyPlan
+    from ..spec import StudySpec
     from ..study import Study
     from ..tracking import StudyTracker
 
@@ -37,9 +38,13 @@ class StageContext:
 
 class Stage(Protocol):
     """One step of a study. ``run`` does what is left of it (a stage done earlier does nothing, or only
-    what must be redone) and marks it done in ``study.json``. ``uses_ray``: it needs a Ray session."""
+    what must be redone) and marks it done in ``study.json``. ``uses_ray``: it needs a Ray session.
+    ``applies``: whether the study's spec has this stage at all (the screen only with ``select.by: screen``);
+    one that does not apply is neither run nor marked done."""
 
     name: str
     uses_ray: bool
+
+    def applies(self, spec: StudySpec) -> bool: ...
 
     def run(self, context: StageContext) -> None: ...

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..report import build_study_report, read_table, summary_metrics
 from ..report.arch_history import ARCH_HISTORY_FILE, save_arch_history
+from ..spec import StudySpec
 from ..tracking import log_study_report, log_summary_metrics
 from .context import StageContext
 
@@ -16,6 +17,9 @@ from .context import StageContext
 class ReportStage:
     name: str = "report"
     uses_ray: bool = False
+
+    def applies(self, spec: StudySpec) -> bool:
+        return True
 
     def run(self, context: StageContext) -> None:
         """First the searches' α/β histories are copied from their Tune checkpoints into the folder, once,

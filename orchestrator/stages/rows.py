@@ -39,19 +39,27 @@ TRIAL_COLUMNS = (
 )
 
 
-def trial_status(result: tune.Result) -> TrialStatus:
+def trial_status(result: tune.Result, stops: bool = False) -> TrialStatus:
     """How the trial ended: as it reported (finished, diverged), else error (failed after its retries)
-    or interrupted (neither ended nor failed)."""
+    or, neither ended nor failed, stopped early when its stage has a scheduler that stops trials
+    (``stops``: the experiment ran to its end, so only the scheduler ended it), else interrupted."""
     reported = TrialStatus.reported(result.metrics)
     if reported is not None:
         return reported
     if result.error is not None:
         return TrialStatus.ERROR
-    return TrialStatus.INTERRUPTED
+    return TrialStatus.STOPPED if stops and stopped_by_scheduler(result.metrics) else TrialStatus.INTERRUPTED
 
 
-def trial_row(result: tune.Result) -> dict[str, Any]:
-    """One report row: the trial's identity, its final values, time and peak memory."""
+def stopped_by_scheduler(metrics: dict[str, Any] | None) -> bool:
+    """Whether a trial's last result is one its scheduler stopped it at: Tune marks that result ``done``; an
+    interrupted trial's last result is not (or it has no epoch yet)."""
+    return bool(metrics) and metrics.get("done") is True and "epoch" in metrics
+
+
+def trial_row(result: tune.Result, stops: bool = False) -> dict[str, Any]:
+    """One report row: the trial's identity, its final values, time and peak memory (a trial stopped early:
+    its last epoch's values; see :func:`trial_status` for ``stops``)."""
     trial = Trial.from_param(result.config)
     config = trial.config
     metrics = dict(result.metrics or {})
@@ -66,7 +74,7 @@ def trial_row(result: tune.Result) -> dict[str, Any]:
     time_s = float(epochs_rows["epoch_time_s"].sum()) if has and "epoch_time_s" in epochs_rows else None
     peak_value = epochs_rows["peak_memory_bytes"].max() if has and "peak_memory_bytes" in epochs_rows else None
     peak = int(peak_value) if peak_value is not None and peak_value == peak_value else None
-    status = trial_status(result)
+    status = trial_status(result, stops)
     row = {
         "stage": trial.stage,
         "trial": trial.key,
@@ -87,7 +95,7 @@ def trial_row(result: tune.Result) -> dict[str, Any]:
         "error": metrics.get("error") or (error_line(result.error) if result.error else None),
         "tune_trial_id": metrics.get("trial_id"),
     }
-    if status == TrialStatus.FINISHED:
+    if status in (TrialStatus.FINISHED, TrialStatus.STOPPED):
         row.update({name: metrics.get(name) for name in FINAL_VALUES})
     return {column: row.get(column) for column in TRIAL_COLUMNS}
 

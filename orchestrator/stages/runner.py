@@ -34,6 +34,7 @@ def run_stage(
     callbacks: list[tune.Callback],
     verbose: bool,
     say: Callable[[str], None] = print,
+    scheduler: tune.schedulers.TrialScheduler | None = None,
 ) -> list[tune.Result]:
     """Run (or continue) the Tune experiment ``name`` of one stage; returns one result per trial, in trial order.
 
@@ -57,6 +58,7 @@ def run_stage(
                 "threads": max(1, int(resources.cpus_per_trial)),
             },
             tune_config=tune.TuneConfig(
+                scheduler=scheduler,
                 max_concurrent_trials=resources.max_concurrent_trials,
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
@@ -70,12 +72,25 @@ def run_stage(
                 verbose=1 if verbose else 0,
             ),
         )
-    grid, stopped = _fit(tuner)
+    # a trial may report without the scheduler's metric (a diverged epoch has no validation accuracy): ASHA
+    # passes over such a result, and Tune must not fail the experiment for it
+    strict = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
+    before = os.environ.get(strict)
+    if scheduler is not None:
+        os.environ[strict] = "1"
+    try:
+        grid, stopped = _fit(tuner)
+    finally:
+        if scheduler is not None and before is None:
+            os.environ.pop(strict, None)
+        elif scheduler is not None:
+            os.environ[strict] = before
     if stopped:
         raise StudyInterrupted(f"stage {stage}: stopped by Ctrl-C")
     by_key = {Trial.from_param(result.config).key: result for result in grid if result.config}
     missing = [trial.key for trial in trials if trial.key not in by_key]
-    unfinished = [key for key, result in by_key.items() if trial_status(result) == TrialStatus.INTERRUPTED]
+    stops = scheduler is not None
+    unfinished = [key for key, result in by_key.items() if trial_status(result, stops) == TrialStatus.INTERRUPTED]
     if missing or unfinished:
         raise StudyInterrupted(
             f"stage {stage}: {len(missing) + len(unfinished)} of {len(trials)} trials did not finish"

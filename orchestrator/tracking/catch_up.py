@@ -18,12 +18,18 @@ Say = Callable[[str], None]
 
 
 def catch_up(
-    tracker: StudyTracker, parent: str, results: list[tune.Result], say: Say = print, wait_s: float = 60.0
+    tracker: StudyTracker,
+    parent: str,
+    results: list[tune.Result],
+    say: Say = print,
+    wait_s: float = 60.0,
+    stops: bool = False,
 ) -> None:
     """Complete every trial's MLflow run from Tune's own results: epochs the live logger missed
     (a driver restart, a tracking outage), then, if the run is not ended yet, its final values,
     genotype files and end status. A tracking server that does not answer is tried again for
-    ``wait_s`` seconds; after that the study stops, naming the trials whose logs are missing."""
+    ``wait_s`` seconds; after that the study stops, naming the trials whose logs are missing. ``stops``: the
+    stage's scheduler stops trials early (see :func:`~orchestrator.stages.rows.trial_status`)."""
     from mlflow.exceptions import MlflowException  # here: importing orchestrator.tracking must not load MLflow
 
     pending = list(results)
@@ -32,7 +38,7 @@ def catch_up(
         failed, reason = [], ""
         for index, result in enumerate(pending):
             try:
-                _catch_up_trial(tracker, parent, result)
+                _catch_up_trial(tracker, parent, result, stops)
             except (MlflowException, OSError) as err:  # an unreachable or failing tracking server
                 failed = pending[index:]  # the next trials would wait for the same server: try them all later
                 reason = one_line(err)
@@ -52,7 +58,7 @@ def catch_up(
         pending = failed
 
 
-def _catch_up_trial(tracker: StudyTracker, parent: str, result: tune.Result) -> None:
+def _catch_up_trial(tracker: StudyTracker, parent: str, result: tune.Result, stops: bool) -> None:
     trial = Trial.from_param(result.config)
     existing = tracker.find_trial_run(parent, trial.key)
     ended = existing is not None and tracker.has_ended(existing)
@@ -60,7 +66,7 @@ def _catch_up_trial(tracker: StudyTracker, parent: str, result: tune.Result) -> 
     tracker.log_epochs(run_id, epoch_rows(result), tracker.logged_epochs(run_id))
     if ended:
         return
-    status = trial_status(result)
+    status = trial_status(result, stops)
     final = dict(result.metrics or {})
     if result.error is not None and not final.get("error"):
         final["error"] = error_line(result.error)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from ..stages.rows import stopped_by_scheduler
 from ..trial import Trial, TrialStatus
 from .runs import StudyTracker, check_server
 
@@ -23,18 +24,22 @@ class TrialLogger(Callback):
     trial-to-run map are rebuilt (from the runs' tags) after a restore.
     """
 
-    def __init__(self, uri: str, experiment_id: str, parent_id: str) -> None:
+    def __init__(self, uri: str, experiment_id: str, parent_id: str, stops: bool = False) -> None:
         self.uri, self.experiment_id, self.parent_id = uri, experiment_id, parent_id
+        # the stage's scheduler stops trials: a trial that completes without saying how it ended was stopped
+        self.stops = stops
         self._tracker: StudyTracker | None = None
         self._runs: dict[str, tuple[str, set[int]]] = {}
         self._paused_until = 0.0
         self._failures = 0  # consecutive failed calls: each doubles the pause, up to OUTAGE_PAUSE_MAX_S
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_id": self.parent_id}
+        return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_id": self.parent_id, "stops": self.stops}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["uri"], state["experiment_id"], state["parent_id"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["uri"], state["experiment_id"], state["parent_id"], state.get("stops", False)
+        )
 
     @property
     def tracker(self) -> StudyTracker:
@@ -52,7 +57,8 @@ class TrialLogger(Callback):
         def finish() -> None:
             run_id, _ = self._run_of(Trial.from_param(trial.config))
             result = trial.last_result or {}
-            status = TrialStatus.reported(result) or TrialStatus.ERROR
+            stopped = TrialStatus.STOPPED if self.stops and stopped_by_scheduler(result) else TrialStatus.ERROR
+            status = TrialStatus.reported(result) or stopped
             final = result if status == TrialStatus.FINISHED else {"error": result.get("error")}
             self.tracker.finish_trial(run_id, status, final, trial.checkpoint)
 
