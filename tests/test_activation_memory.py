@@ -26,6 +26,7 @@ def test_measuring_leaves_the_search_exactly_where_it_was(tiny_config, mini_data
     assert (a.train_loss, a.valid_loss, a.alphas_normal) == (b.train_loss, b.valid_loss, b.alphas_normal)
 
 
+@pytest.mark.slow  # ~15 s for both: four supernets and a doubled batch
 @pytest.mark.parametrize("edge_norm", [True, False])
 def test_four_partial_channels_save_about_a_third_of_the_activations(tiny_config, mini_data, edge_norm):
     config = tiny_config.replace(edge_norm=edge_norm)
