@@ -14,7 +14,7 @@ from pcdarts_core.arch_budget import budget_warning
 from pcdarts_core.errors import DataError, UserInputError
 
 from .errors import SpecError
-from .spec import StudySpec, setting_label
+from .spec import DatasetSpec, StudySpec, retrain_dataset, setting_label
 from .study_files import STATE_FILE
 from .tracking import StudyTracker
 
@@ -42,16 +42,23 @@ def check_free(folder: Path) -> None:
 
 def check_data(spec: StudySpec) -> int:
     """Load the dataset once on the driver before any trial: a missing or malformed dataset is one
-    clear error instead of every trial failing, and CIFAR is downloaded once, not by each trial.
-    Returns the number of training images."""
-    d = spec.dataset
+    clear error instead of every trial failing, and CIFAR is downloaded once, not by each trial. So is
+    the retraining's own data (``retrain.dataset``), which needs the test split the retraining reports.
+    Returns the number of training images of the search's data."""
+    train_images = _check_dataset(spec.dataset, "dataset")
+    if "dataset" in spec.retrain:
+        _check_dataset(retrain_dataset(spec), "retrain.dataset")
+    return train_images
+
+
+def _check_dataset(d: DatasetSpec, where: str) -> int:
     try:
         data = load_dataset(d.name, d.root, download=d.download, image_size=d.image_size)
     except DataError as err:
-        raise SpecError("dataset", str(err)) from None
+        raise SpecError(where, str(err)) from None
     if data.test is None:
         raise SpecError(
-            "dataset.root", f"{d.root}: has no test split (val/ or test/), which the retrain stage reports; add one"
+            f"{where}.root", f"{d.root}: has no test split (val/ or test/), which the retrain stage reports; add one"
         )
     return len(data.train)
 

@@ -223,7 +223,11 @@ class StudySpec(Section):
 
 
 def _dataset_settings(spec: StudySpec) -> dict[str, Any]:
-    d = spec.dataset
+    return dataset_settings(spec.dataset)
+
+
+def dataset_settings(d: DatasetSpec) -> dict[str, Any]:
+    """A dataset section as the core's settings (``dataset``, ``data_root``, ...)."""
     settings = {"dataset": d.name, "data_root": d.root, "download": d.download, "image_size": d.image_size}
     if d.train_subset is not None:
         settings["train_subset"] = d.train_subset
@@ -233,7 +237,10 @@ def _dataset_settings(spec: StudySpec) -> dict[str, Any]:
 def _check_keys(section: str, raw: dict[str, Any], allowed: set[str]) -> None:
     for key in raw:
         if key in DATASET_FIELDS:
-            raise SpecError(f"{section}.{key}", f"set it once for the study as dataset.{DATASET_FIELDS[key]}")
+            where = f"dataset.{DATASET_FIELDS[key]}"
+            if section in ("retrain", "screen"):
+                where += f" (or, for the retraining on other data, retrain.dataset.{DATASET_FIELDS[key]})"
+            raise SpecError(f"{section}.{key}", f"set it once for the study as {where}")
         if key not in allowed:
             raise SpecError(f"{section}.{key}", f"unknown setting; known: {', '.join(sorted(allowed))}")
 
@@ -387,9 +394,31 @@ def retrain_seeds(spec: StudySpec) -> list[int]:
     return seeds
 
 
+def retrain_dataset(spec: StudySpec) -> DatasetSpec:
+    """The data the retraining (and the screen) use: ``retrain.dataset`` (transfer: search on one dataset,
+    retrain on another), else the study's ``dataset``."""
+    value = spec.retrain.get("dataset")
+    if value is None:
+        return spec.dataset
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise SpecError("retrain.dataset", f"{value!r}: give a dataset as in `dataset`, e.g. {{name: cifar100}}")
+    try:
+        return DatasetSpec(**value)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        problem = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        raise SpecError(f"retrain.dataset.{where}", f"{problem} (a dataset as in `dataset`)") from None
+
+
 def retrain_config(spec: StudySpec, seed: int) -> TrainConfig:
-    """The validated retraining settings for one seed: the protocol's defaults, then the spec's values."""
+    """The validated retraining settings for one seed: the protocol's defaults, then the spec's values, on the
+    retraining's data (:func:`retrain_dataset`)."""
     raw = dict(spec.retrain)
+    data = retrain_dataset(spec)
+    raw.pop("dataset", None)
     allowed = (set(TrainConfig.model_fields) - set(DATASET_FIELDS) - STUDY_FIELDS) | RETRAIN_OWN
     _check_keys("retrain", raw, allowed)
     protocol = raw.pop("protocol", "cifar")
@@ -401,9 +430,10 @@ def retrain_config(spec: StudySpec, seed: int) -> TrainConfig:
             raise SpecError(f"retrain.{key}", "retraining settings are single values (only retrain.seeds is a list)")
     try:
         base = TrainConfig.protocol(protocol) if protocol != "cifar" else TrainConfig()
-        return base.replace(**{**_dataset_settings(spec), **raw, "seed": seed})
+        return base.replace(**{**dataset_settings(data), **raw, "seed": seed})
     except ConfigError as err:
-        section = "dataset" if err.field in DATASET_FIELDS else "retrain"
+        transfer = "dataset" in spec.retrain
+        section = ("retrain.dataset" if transfer else "dataset") if err.field in DATASET_FIELDS else "retrain"
         raise SpecError(f"{section}.{DATASET_FIELDS.get(err.field, err.field)}", str(err)) from None
 
 

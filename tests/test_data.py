@@ -14,6 +14,7 @@ from pcdarts_core.data import (
     DATASETS,
     DeviceBatches,
     cutout,
+    dataset_shape,
     load_dataset,
     normalize,
     random_crop,
@@ -123,6 +124,16 @@ def test_imagefolder_train_val(tmp_path):
     for img, label in zip(b.test.images, b.test.labels):
         assert img[int(label)].min() > 200  # dog is green (channel 1), frog blue (channel 2)
     assert len(b.mean) == 3 and all(abs(m - 1 / 3) < 0.01 for m in b.mean)
+    # the shape a network for it needs, read without loading an image
+    assert dataset_shape("imagefolder", tmp_path, 16) == (3, 3, 16) == (b.num_classes, b.in_channels, b.image_size)
+
+
+def test_dataset_shape_of_the_named_datasets_is_what_loading_gives():
+    mini = load_dataset("fashion_mnist_mini", image_size=14)
+    assert dataset_shape("fashion_mnist_mini", image_size=14) == (mini.num_classes, mini.in_channels, mini.image_size)
+    assert dataset_shape("cifar100") == (100, 3, 32) and dataset_shape("cifar10", image_size=24) == (10, 3, 24)
+    with pytest.raises(DataError, match="unknown"):
+        dataset_shape("mnist")
 
 
 def test_imagefolder_flat_root_has_no_test(tmp_path):

@@ -95,6 +95,10 @@ def test_grid_crosses_every_list_with_seeds_innermost():
         ({"search__k": [2, 2.0]}, "search.k", "same setting"),
         ({"search__steps": [3, 4]}, "search.steps", "one value per study"),
         ({"retrain__protocol": ["imagenet"]}, "retrain.protocol", "cifar or imagenet"),
+        ({"retrain__dataset": {"name": "mnist"}}, "retrain.dataset.name", "cifar100"),
+        ({"retrain__dataset": {"name": "cifar100", "colour": 1}}, "retrain.dataset.colour", "unknown key"),
+        ({"retrain__dataset": 3}, "retrain.dataset", "e.g. {name: cifar100}"),
+        ({"retrain__image_size": 16}, "retrain.image_size", "retrain.dataset.image_size"),
         ({"baseline__known": ["PC_DARTS"]}, "baseline.known", "use some of DARTS_V1, DARTS_V2, PC_DARTS_cifar"),
         ({"baseline__known": ["DARTS_V2", "DARTS_V2"]}, "baseline.known", "given twice"),
         ({"search__train_subset": [64, 128]}, "", ""),  # a valid axis, also given under dataset: the search's wins
@@ -219,6 +223,17 @@ def test_retrain_trials_cross_genotypes_and_baselines_with_seeds():
     ]
     assert all(t.config["epochs"] == 1 and t.config["init_channels"] == 4 for t in trials)
     assert [t.config["seed"] for t in trials] == [0, 1, 0, 1]
+
+
+def test_the_retraining_may_use_other_data_than_the_search():
+    transfer = {"name": "cifar100", "image_size": 16, "train_subset": 500, "download": False}
+    plan = StudyPlan.from_spec(parse_spec(spec_with(retrain__dataset=transfer)))
+    config = plan.retrain_config(seed=1)
+    assert (config.dataset, config.image_size, config.train_subset, config.download) == ("cifar100", 16, 500, False)
+    assert plan.grid[0].config.dataset == "fashion_mnist_mini" and plan.grid[0].config.train_subset == 128
+    # the search costs its genotype for the retraining's data; the name alone is enough too
+    assert plan.search_trials()[0].retrain_config["dataset"] == "cifar100"
+    assert StudyPlan.from_spec(parse_spec(spec_with(retrain__dataset="cifar10"))).retrain_config(0).dataset == "cifar10"
 
 
 def test_published_anchors_are_retrained_with_the_same_protocol_and_seeds():

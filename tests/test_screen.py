@@ -137,12 +137,34 @@ def ray_env():
     shutil.rmtree(short, ignore_errors=True)
 
 
+def _image_folder(root: Path, classes: int = 3, per_class: int = 16) -> Path:
+    """An RGB image folder (train/ and val/), each class a noisy colour: data unlike the search's grey digits."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("val", 4)):
+        for label in range(classes):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 80, (20, 20, 3))
+                pixels[..., label] += 150
+                Image.fromarray(pixels.astype("uint8")).save(folder / f"{i}.png")
+    return root
+
+
 @pytest.mark.slow
-def test_a_screened_study_with_asha_end_to_end(tmp_path, ray_env):
+def test_a_screened_study_with_asha_and_transfer_end_to_end(tmp_path, ray_env):
+    """Searched on grey Fashion-MNIST digits (10 classes), screened and retrained on an RGB folder of 3 classes."""
     from mlflow.tracking import MlflowClient
 
+    from orchestrator.tracking.trained import evaluate_run, trial_run_id
+
     spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    raw = json.loads(json.dumps(SPEC))
+    raw["retrain"]["dataset"] = {"name": "imagefolder", "root": str(_image_folder(tmp_path / "rgb")), "image_size": 16}
+    spec_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     folder = tmp_path / "study"
     code, output = finish(driver([str(spec_file), "--out", str(folder)], ray_env, tmp_path, tmp_path / "run.log"), 600)
     assert code == 0, output[-3000:]
@@ -174,6 +196,19 @@ def test_a_screened_study_with_asha_end_to_end(tmp_path, ray_env):
     statuses = {r.data.tags["pcdarts.trial"]: r.data.tags["pcdarts.status"] for r in runs}
     assert statuses == dict(zip(screen["trial"], screen["status"]))
     assert "stage screen:" in output and "selected" in output
+    # transfer: the retrained network has the folder's 3 classes and RGB input, rebuilt from its run it gives the
+    # logged test accuracy on the folder's val/ split; the searches costed their genotype for that network
+    uri, run_id = trial_run_id(folder, retrain.iloc[0]["trial"])
+    logged = client.get_run(run_id).data.metrics["test_acc"]
+    assert evaluate_run(uri, run_id).test_acc == pytest.approx(logged, abs=1e-6)
+    weights = client.download_artifacts(run_id, "network/weights.pt", str(tmp_path / "weights"))
+    import torch
+
+    state = torch.load(weights, weights_only=True)
+    assert state["classifier.weight"].shape[0] == 3 and state["stem.0.weight"].shape[1] == 3
+    source = selection.iloc[0]["source"]
+    search = pd.read_csv(folder / "search.csv").set_index("trial")
+    assert search.loc[source, "parameters"] == retrain.iloc[0]["parameters"]
 
 
 def test_screen_summary_counts_stops_hours_saved_and_rank_agreement():

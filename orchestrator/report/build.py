@@ -48,7 +48,14 @@ def plan_lines(plan: StudyPlan, trials: pd.DataFrame) -> list[str]:
         f"Dataset {dataset.name}"
         + (f", images resized to {dataset.image_size}" if dataset.image_size else "")
         + (f", {dataset.train_subset} training images" if dataset.train_subset else "")
-        + ".",
+        + "."
+        + (
+            f" Screened and retrained on {retrain.dataset}"
+            + (f" at {retrain.image_size}×{retrain.image_size}" if retrain.image_size else "")
+            + " (transfer)."
+            if "dataset" in spec.retrain
+            else ""
+        ),
         f"Search: {len(searches)} trials, {len(settings)} settings ({'; '.join(settings)}) × seeds {seeds}; "
         f"{config.epochs} epochs ({config.warmup_epochs} warm-up), C={config.init_channels}, {config.layers} cells, "
         f"batch {config.batch_size}.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pcdarts_core import Genotype, Search, SearchConfig, TrainConfig, build_network, network_cost
-from pcdarts_core.data import DatasetBundle
+from pcdarts_core.data import DatasetBundle, dataset_shape
 
 from ..trial import Trial
 from .context import StageContext
@@ -25,7 +25,7 @@ def search_trial(params: dict[str, Any]) -> None:
         genotype = run.genotype()
         return {
             "genotype": genotype.to_text(),
-            **_genotype_cost(cost_config, genotype, data),
+            **_genotype_cost(cost_config, genotype, data, config),
             # measured once, on the trial's device: the same for every seed of a setting
             "activation_bytes_per_image": run.activation_bytes_per_image(),
         }
@@ -33,10 +33,18 @@ def search_trial(params: dict[str, Any]) -> None:
     report_epochs(search, final, trial.key)
 
 
-def _genotype_cost(config: TrainConfig, genotype: Genotype, data: DatasetBundle) -> dict[str, int]:
-    """Parameters and multiply-adds of the network the study retrains from ``genotype``."""
-    network = build_network(config, genotype, data.num_classes, data.in_channels)
-    cost = network_cost(network, (data.in_channels, data.image_size, data.image_size))
+def _genotype_cost(
+    config: TrainConfig, genotype: Genotype, data: DatasetBundle, search: SearchConfig
+) -> dict[str, int]:
+    """Parameters and multiply-adds of the network the study retrains from ``genotype``: on the search's data,
+    or on the retraining's own (``retrain.dataset``: its classes, channels and image size, read without its
+    images)."""
+    if (config.dataset, config.data_root, config.image_size) == (search.dataset, search.data_root, search.image_size):
+        classes, channels, size = data.num_classes, data.in_channels, data.image_size
+    else:
+        classes, channels, size = dataset_shape(config.dataset, config.data_root, config.image_size)
+    network = build_network(config, genotype, classes, channels)
+    cost = network_cost(network, (channels, size, size))
     return {"parameters": cost.parameters, "multiply_adds": cost.multiply_adds}
 
 

@@ -11,7 +11,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         ".augment": ("cutout", "normalize", "random_crop", "random_hflip"),
         ".batches": ("DeviceBatches", "split_indices"),
-        ".datasets": ("DatasetBundle", "ImageTensors", "load_dataset"),
+        ".datasets": ("DatasetBundle", "ImageTensors", "dataset_shape", "load_dataset"),
         ".idx": ("read_idx", "read_idx_images", "read_idx_labels"),
         ".names": ("DATASETS",),
     },

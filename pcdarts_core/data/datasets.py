@@ -15,7 +15,7 @@ from pcdarts_core.data.idx import read_idx_images, read_idx_labels
 from pcdarts_core.data.names import DATASETS
 from pcdarts_core.errors import DataError
 
-__all__ = ["DatasetBundle", "ImageTensors", "load_dataset"]
+__all__ = ["DatasetBundle", "ImageTensors", "dataset_shape", "load_dataset"]
 
 DEFAULT_ROOT = Path("~/.cache/pcdarts/data")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -83,6 +83,35 @@ def load_dataset(
     if image_size is not None and image_size != bundle.image_size:
         bundle = _resized(bundle, image_size)
     return bundle
+
+
+#: (classes, input channels, image size) of the datasets with a fixed shape.
+_SHAPES = {
+    "cifar10": (10, 3, 32),
+    "cifar100": (100, 3, 32),
+    "fashion_mnist": (10, 1, 28),
+    "fashion_mnist_mini": (10, 1, 28),
+}
+
+
+def dataset_shape(
+    name: str, root: str | os.PathLike | None = None, image_size: int | None = None
+) -> tuple[int, int, int]:
+    """(classes, input channels, image size) of dataset ``name`` as :func:`load_dataset` would load it, without
+    reading its images: what a network built for it needs (an image folder's classes are its sub-folders)."""
+    if name not in DATASETS:
+        raise DataError(f"dataset {name!r} is unknown: use one of {', '.join(DATASETS)}")
+    if name == "imagefolder":
+        from torchvision.datasets.folder import find_classes
+
+        train_dir, _ = _imagefolder_dirs(root)
+        try:
+            classes, _ = find_classes(str(train_dir))
+        except FileNotFoundError as err:
+            raise DataError(f"imagefolder: {train_dir}: {err}") from None
+        return len(classes), 3, 32 if image_size is None else image_size
+    classes, channels, size = _SHAPES[name]
+    return classes, channels, size if image_size is None else image_size
 
 
 def _resized(bundle: DatasetBundle, size: int) -> DatasetBundle:
