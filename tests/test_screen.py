@@ -1,6 +1,7 @@
 """The screen stage (``select.by: screen``): the spec's keys and refusals, the plan's screen trials, the
-choice by the screen's held-out accuracy (a stopped or failed candidate never chosen), and a tiny study
-end to end with ASHA on a local Ray: screen rows and MLflow runs, stopped candidates, the selection."""
+choice by the screen's held-out accuracy (a stopped or failed candidate never chosen), the screen's finding,
+and a tiny transfer study end to end with ASHA on a local Ray, its driver killed in the screen and resumed:
+screen rows and MLflow runs (none twice), stopped candidates, the selection, the network for the new data."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from study_helpers import driver, finish
+from study_helpers import RAY_AGENTS, driver, finish, finished, kill_driver, trial_results, wait_for
 
 from orchestrator.errors import SpecError
 from orchestrator.plan import StudyPlan
@@ -155,8 +156,9 @@ def _image_folder(root: Path, classes: int = 3, per_class: int = 16) -> Path:
 
 
 @pytest.mark.slow
-def test_a_screened_study_with_asha_and_transfer_end_to_end(tmp_path, ray_env):
-    """Searched on grey Fashion-MNIST digits (10 classes), screened and retrained on an RGB folder of 3 classes."""
+def test_a_screened_transfer_study_killed_in_its_screen_and_resumed(tmp_path, ray_env):
+    """Searched on grey Fashion-MNIST digits (10 classes), screened with ASHA and retrained on an RGB folder of 3
+    classes; the driver is SIGKILLed in the screen stage and the study resumed to its end."""
     from mlflow.tracking import MlflowClient
 
     from orchestrator.tracking.trained import evaluate_run, trial_run_id
@@ -166,8 +168,24 @@ def test_a_screened_study_with_asha_and_transfer_end_to_end(tmp_path, ray_env):
     raw["retrain"]["dataset"] = {"name": "imagefolder", "root": str(_image_folder(tmp_path / "rgb")), "image_size": 16}
     spec_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     folder = tmp_path / "study"
-    code, output = finish(driver([str(spec_file), "--out", str(folder)], ray_env, tmp_path, tmp_path / "run.log"), 600)
+    args = [str(spec_file), "--out", str(folder)]
+
+    # the driver SIGKILLed once one screen candidate has ended (finished or stopped) and the next has begun
+    first = driver(args, ray_env, tmp_path, tmp_path / "run1.log")
+    try:
+        wait_for(lambda: len(trial_results(folder, "screen")) >= 2, first, 400, "a second screen trial")
+        before = trial_results(folder, "screen")
+    finally:
+        leaked = kill_driver(first)
+    assert all(command.startswith(RAY_AGENTS) for command in leaked.values()), leaked
+    assert "screen" not in json.loads((folder / "study.json").read_text())["stages_done"]
+    code, output = finish(driver([*args, "--resume"], ray_env, tmp_path, tmp_path / "run2.log"), 600)
     assert code == 0, output[-3000:]
+    after = trial_results(folder, "screen")
+    for key, rows in before.items():  # a candidate that had finished trained no epoch again
+        if finished(rows):
+            assert max(r["epoch"] for r in after[key]) == max(r["epoch"] for r in rows), key
+
     candidates = pd.read_csv(folder / "candidates.csv")
     screen = pd.read_csv(folder / "screen.csv")
     selection = pd.read_csv(folder / "selection.csv")
@@ -191,7 +209,7 @@ def test_a_screened_study_with_asha_and_transfer_end_to_end(tmp_path, ray_env):
     client = MlflowClient(json.loads((folder / "study.json").read_text())["mlflow_uri"])
     experiment = client.get_experiment_by_name("screened")
     runs = client.search_runs([experiment.experiment_id], "tags.`pcdarts.stage` = 'screen'", max_results=100)
-    assert sorted(r.data.tags["pcdarts.trial"] for r in runs) == sorted(screen["trial"])
+    assert sorted(r.data.tags["pcdarts.trial"] for r in runs) == sorted(screen["trial"])  # none twice
     assert all(r.info.status == "FINISHED" for r in runs)
     statuses = {r.data.tags["pcdarts.trial"]: r.data.tags["pcdarts.status"] for r in runs}
     assert statuses == dict(zip(screen["trial"], screen["status"]))
