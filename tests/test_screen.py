@@ -166,6 +166,7 @@ def test_a_screened_transfer_study_killed_in_its_screen_and_resumed(tmp_path, ra
     spec_file = tmp_path / "spec.yaml"
     raw = json.loads(json.dumps(SPEC))
     raw["retrain"]["dataset"] = {"name": "imagefolder", "root": str(_image_folder(tmp_path / "rgb")), "image_size": 16}
+    raw["baseline"] = {"count": 1, "known": ["PC_DARTS_cifar"]}  # the published cell as an anchor, beside a random one
     spec_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     folder = tmp_path / "study"
     args = [str(spec_file), "--out", str(folder)]
@@ -202,9 +203,16 @@ def test_a_screened_transfer_study_killed_in_its_screen_and_resumed(tmp_path, ra
     )
     assert not set(stopped["genotype_id"]) & set(selection["genotype_id"])
     retrain = pd.read_csv(folder / "retrain.csv")
-    assert list(retrain["genotype_id"]) == list(selection["genotype_id"]) and (retrain["status"] == "finished").all()
+    assert list(retrain["genotype_id"]) == [*selection["genotype_id"], "PC_DARTS_cifar", "random01"]
+    assert (retrain["status"] == "finished").all()
+    assert retrain.set_index("genotype_id").loc["PC_DARTS_cifar", "setting"] == "published:PC_DARTS_cifar"
     trials = pd.read_csv(folder / "trials.csv")
-    assert trials["stage"].value_counts().to_dict() == {"search": 4, "screen": len(screen), "retrain": 1}
+    assert trials["stage"].value_counts().to_dict() == {"search": 4, "screen": len(screen), "retrain": 3}
+    # the anchor has its summary row and the searched setting is compared with it
+    summary = pd.read_csv(folder / "summary.csv").set_index("setting")
+    assert list(summary.index) == ["default", "published:PC_DARTS_cifar", "random"]
+    comparisons = pd.read_csv(folder / "comparisons.csv")
+    assert ((comparisons["setting"] == "default") & (comparisons["versus"] == "published:PC_DARTS_cifar")).any()
     # one MLflow run per screen trial, tagged as such, ended as the trial ended
     client = MlflowClient(json.loads((folder / "study.json").read_text())["mlflow_uri"])
     experiment = client.get_experiment_by_name("screened")
@@ -216,6 +224,7 @@ def test_a_screened_transfer_study_killed_in_its_screen_and_resumed(tmp_path, ra
     assert "stage screen:" in output and "selected" in output
     # transfer: the retrained network has the folder's 3 classes and RGB input, rebuilt from its run it gives the
     # logged test accuracy on the folder's val/ split; the searches costed their genotype for that network
+    retrain = retrain[retrain["genotype_id"] == selection.iloc[0]["genotype_id"]]
     uri, run_id = trial_run_id(folder, retrain.iloc[0]["trial"])
     logged = client.get_run(run_id).data.metrics["test_acc"]
     assert evaluate_run(uri, run_id).test_acc == pytest.approx(logged, abs=1e-6)
