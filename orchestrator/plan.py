@@ -177,7 +177,7 @@ class StudyPlan:
             screen = screen_section(spec)
             cfg = screen_config(spec, screen.seeds[0])
             asha = (
-                f", ASHA stops the weak (grace {screen.grace_period or 1}, reduction {screen.reduction_factor or 4})"
+                f", ASHA stops the weak (grace {screen.grace_period}, reduction {screen.reduction_factor})"
                 if screen.scheduler == "asha"
                 else ""
             )

@@ -46,7 +46,7 @@ def check_data(spec: StudySpec) -> int:
     the retraining's own data (``retrain.dataset``), which needs the test split the retraining reports.
     Returns the number of training images of the search's data."""
     train_images = _check_dataset(spec.dataset, "dataset")
-    if "dataset" in spec.retrain:
+    if spec.transfer:
         _check_dataset(retrain_dataset(spec), "retrain.dataset")
     return train_images
 

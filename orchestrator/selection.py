@@ -81,6 +81,14 @@ def screen_candidates(searches: pd.DataFrame, select: SelectSpec, top: int | Non
 SCREEN_METRIC = "screen_valid_acc"
 
 
+def screen_scores(screened: pd.DataFrame) -> pd.Series:
+    """Each candidate's screen score by genotype id: the mean final validation accuracy of its finished screen
+    seeds. A candidate that ASHA stopped on any seed has none, nor one without a finished seed."""
+    stopped = set(screened.loc[screened["status"] == TrialStatus.STOPPED, "genotype_id"])
+    finished = screened[(screened["status"] == TrialStatus.FINISHED) & ~screened["genotype_id"].isin(stopped)]
+    return finished.groupby("genotype_id")["valid_acc"].mean() if len(finished) else pd.Series(dtype=float)
+
+
 def select_screened(candidates: pd.DataFrame, screened: pd.DataFrame, select: SelectSpec) -> pd.DataFrame:
     """The candidates to retrain, by the screen's final validation accuracy (mean over the candidate's finished
     screen seeds; never the test set): the top ``select.top`` over the study, or per setting (a genotype found by
@@ -89,9 +97,7 @@ def select_screened(candidates: pd.DataFrame, screened: pd.DataFrame, select: Se
     ``screen_valid_acc`` and ``value`` its mean."""
     if screened.empty:
         return pd.DataFrame(columns=list(SELECTION_COLUMNS))
-    stopped = set(screened.loc[screened["status"] == TrialStatus.STOPPED, "genotype_id"])
-    finished = screened[(screened["status"] == TrialStatus.FINISHED) & ~screened["genotype_id"].isin(stopped)]
-    means = finished.groupby("genotype_id")["valid_acc"].mean() if len(finished) else pd.Series(dtype=float)
+    means = screen_scores(screened)
     ranked = candidates[candidates["genotype_id"].isin(means.index)].copy()
     ranked["metric"], ranked["value"] = SCREEN_METRIC, ranked["genotype_id"].map(means).astype(float)
     ranked = ranked.sort_values(["value", "genotype_id"], ascending=[False, True], kind="stable")

@@ -81,8 +81,8 @@ class ScreenSpec(Section):
         0.1, ge=0, lt=1, description="training images held out to rank on (never the test set)"
     )
     scheduler: Literal["none", "asha"] = Field("none", description="asha: Ray Tune's ASHA stops weak candidates")
-    grace_period: int | None = Field(None, ge=1, description="asha: epochs before a candidate may be stopped (1)")
-    reduction_factor: int | None = Field(None, ge=2, description="asha: 1/this of the candidates go on (4)")
+    grace_period: int = Field(1, ge=1, description="asha: epochs before a candidate may be stopped")
+    reduction_factor: int = Field(4, ge=2, description="asha: 1/this of the candidates go on at each rung")
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -177,6 +177,8 @@ class StudySpec(Section):
     report: ReportSpec = ReportSpec()
     # the search grid, built once by the validation (see search_grid)
     _grid: tuple[tuple[dict[str, Any], SearchConfig], ...] = PrivateAttr(default=())
+    # retrain.dataset, validated once (None: the retraining uses `dataset`)
+    _retrain_data: DatasetSpec | None = PrivateAttr(default=None)
 
     @field_validator("name")
     @classmethod
@@ -188,6 +190,7 @@ class StudySpec(Section):
     @model_validator(mode="after")
     def _check_sections(self) -> StudySpec:
         self._grid = tuple(search_grid(self))  # raises SpecError naming the key
+        self._retrain_data = _parse_retrain_dataset(self.retrain.get("dataset"))
         retrain_config(self, seed=0)
         retrain_seeds(self)
         check_screen(self)
@@ -199,6 +202,11 @@ class StudySpec(Section):
         return self
 
     # --- derived values ------------------------------------------------------------
+    @property
+    def transfer(self) -> bool:
+        """Whether the screen and the retraining use other data than the search (``retrain.dataset``)."""
+        return self._retrain_data is not None
+
     @property
     def grid(self) -> tuple[tuple[dict[str, Any], SearchConfig], ...]:
         """Every grid point as (swept values, its SearchConfig), as :func:`search_grid` built it."""
@@ -220,10 +228,6 @@ class StudySpec(Section):
 
 
 # --- the search grid --------------------------------------------------------------------
-
-
-def _dataset_settings(spec: StudySpec) -> dict[str, Any]:
-    return dataset_settings(spec.dataset)
 
 
 def dataset_settings(d: DatasetSpec) -> dict[str, Any]:
@@ -273,7 +277,7 @@ def search_axes(spec: StudySpec) -> tuple[dict[str, Any], dict[str, list[Any]]]:
 def search_grid(spec: StudySpec) -> list[tuple[dict[str, Any], SearchConfig]]:
     """Every grid point as (swept values, its validated SearchConfig), in spec order, seeds innermost."""
     fixed, swept = search_axes(spec)
-    base = {**_dataset_settings(spec), **fixed}
+    base = {**dataset_settings(spec.dataset), **fixed}
     points: list[dict[str, Any]] = [{}]
     for key, values in swept.items():
         points = [{**p, key: v} for p in points for v in values]
@@ -397,9 +401,13 @@ def retrain_seeds(spec: StudySpec) -> list[int]:
 def retrain_dataset(spec: StudySpec) -> DatasetSpec:
     """The data the retraining (and the screen) use: ``retrain.dataset`` (transfer: search on one dataset,
     retrain on another), else the study's ``dataset``."""
-    value = spec.retrain.get("dataset")
+    return spec._retrain_data or spec.dataset
+
+
+def _parse_retrain_dataset(value: Any) -> DatasetSpec | None:
+    """``retrain.dataset`` (a dataset section as ``dataset``, or a dataset's name) validated; None when not given."""
     if value is None:
-        return spec.dataset
+        return None
     if isinstance(value, str):
         value = {"name": value}
     if not isinstance(value, dict):
@@ -432,12 +440,9 @@ def retrain_config(spec: StudySpec, seed: int) -> TrainConfig:
         base = TrainConfig.protocol(protocol) if protocol != "cifar" else TrainConfig()
         return base.replace(**{**dataset_settings(data), **raw, "seed": seed})
     except ConfigError as err:
-        transfer = "dataset" in spec.retrain
-        section = ("retrain.dataset" if transfer else "dataset") if err.field in DATASET_FIELDS else "retrain"
+        data_section = "retrain.dataset" if spec.transfer else "dataset"
+        section = data_section if err.field in DATASET_FIELDS else "retrain"
         raise SpecError(f"{section}.{DATASET_FIELDS.get(err.field, err.field)}", str(err)) from None
-
-
-SCREEN_OWN = set(ScreenSpec.model_fields)
 
 
 def screen_section(spec: StudySpec) -> ScreenSpec:
@@ -479,9 +484,9 @@ def check_screen(spec: StudySpec) -> None:
         raise SpecError("screen.valid_portion", "0 leaves no held-out images to rank on: use e.g. 0.1")
     if screen.scheduler != "asha":
         for key in ("grace_period", "reduction_factor"):
-            if getattr(screen, key) is not None:
+            if key in screen.model_fields_set:
                 raise SpecError(f"screen.{key}", "only for scheduler: asha; set screen.scheduler: asha or remove it")
-    if screen.grace_period is not None and screen.grace_period > screen_epochs(spec):
+    elif screen.grace_period > screen_epochs(spec):
         raise SpecError(
             "screen.grace_period", f"{screen.grace_period} is more than the screen's {screen_epochs(spec)} epochs"
         )

@@ -24,10 +24,16 @@ def published_setting(name: str) -> str:
     return f"{PUBLISHED}:{name}"
 
 
+def published_name(setting: str) -> str | None:
+    """The published genotype's name of a ``published:NAME`` setting; None for any other setting."""
+    prefix = f"{PUBLISHED}:"
+    return setting[len(prefix) :] if setting.startswith(prefix) else None
+
+
 def is_baseline(setting: str) -> bool:
     """Whether a retrained genotype's setting is a baseline (random cells, a published cell) rather than a
     search setting of the grid."""
-    return setting == RANDOM or setting.startswith(f"{PUBLISHED}:")
+    return setting == RANDOM or published_name(setting) is not None
 
 
 #: The value a trainable reports its state in: ``running`` after each epoch but the last, then how it ended.
@@ -59,6 +65,21 @@ class TrialStatus(StrEnum):
     def mlflow_status(self) -> str:
         """The MLflow run status a trial of this status ends with."""
         return _MLFLOW_STATUS[self]
+
+    @property
+    def has_final_values(self) -> bool:
+        """Whether a trial that ended so has final values to keep: a finished one, or one stopped early (its
+        last epoch's)."""
+        return self in (TrialStatus.FINISHED, TrialStatus.STOPPED)
+
+    @classmethod
+    def ended_without_report(cls, metrics: dict[str, Any] | None, stops: bool) -> TrialStatus:
+        """How a trial ended that did not report its end (finished, diverged) and raised no error: stopped, when
+        its stage's scheduler stops trials (``stops``) and its last result is the one Tune marked ``done`` at the
+        stop; else interrupted (an interrupted trial's last result is not marked, or it has no epoch yet)."""
+        metrics = metrics or {}
+        stopped = stops and metrics.get("done") is True and "epoch" in metrics
+        return cls.STOPPED if stopped else cls.INTERRUPTED
 
     @classmethod
     def reported(cls, metrics: dict[str, Any] | None) -> TrialStatus | None:

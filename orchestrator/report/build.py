@@ -53,7 +53,7 @@ def plan_lines(plan: StudyPlan, trials: pd.DataFrame) -> list[str]:
             f" Screened and retrained on {retrain.dataset}"
             + (f" at {retrain.image_size}×{retrain.image_size}" if retrain.image_size else "")
             + " (transfer)."
-            if "dataset" in spec.retrain
+            if spec.transfer
             else ""
         ),
         f"Search: {len(searches)} trials, {len(settings)} settings ({'; '.join(settings)}) × seeds {seeds}; "

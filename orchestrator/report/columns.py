@@ -37,8 +37,8 @@ Row = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class SettingRows:
-    """What one summary row is computed from: a search setting's trials, or the random baseline's
-    (``baseline``: no searches; the random cells are its genotypes)."""
+    """What one summary row is computed from: a search setting's trials, or a baseline's (``baseline``: no
+    searches; its genotypes are the random cells, or the published cell of a ``published:NAME`` row)."""
 
     setting: str
     #: its search trials, whatever their status, and the finished ones

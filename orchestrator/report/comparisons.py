@@ -1,6 +1,6 @@
 """``comparisons.csv``: each setting against the reference setting (search validation and retrain
-test accuracy) and against the random baseline (retrain test accuracy), with the sentence that says
-it; and the search-to-retrain agreement. How the intervals and p-values are computed, and how far to
+test accuracy) and against the baselines, published and random cells (retrain test accuracy), with the
+sentence that says it; and the search-to-retrain agreement. How the intervals and p-values are computed, and how far to
 trust them: ``method.md`` in this package.
 
 Which test decides: search accuracy is compared seed by seed (paired t) when both settings ran

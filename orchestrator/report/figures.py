@@ -6,8 +6,8 @@ system graphviz).
 * :func:`arch_weights_figure`: one search's softmaxed α (per edge, one line per operation) and β
   (per node, one line per incoming edge) over its epochs, the warm-up epochs shaded.
 * :func:`accuracy_figure`: per setting, the searches' validation accuracy and the retrained
-  genotypes' test accuracy as boxes with every value as a point, the random baseline included.
-* :func:`cost_figure`: peak memory and time per epoch of the searches against K.
+  genotypes' test accuracy as boxes with every value as a point, the baselines (published, random) included.
+* :func:`cost_figure`: activation (or peak) memory and time per epoch of the searches against K.
 * :func:`agreement_figure`: search validation against retrain test accuracy of the retrained genotypes.
 """
 
@@ -264,7 +264,7 @@ def accuracy_figure(
     search: list[tuple[str, list[float]]], retrain: list[tuple[str, list[float]]], retrain_seeds: dict[str, list[float]]
 ) -> bytes:
     """Left: each setting's searches' validation accuracy. Right: each setting's retrained genotypes'
-    test accuracy (mean over seeds; the seeds' own values as hollow points), the random baseline last."""
+    test accuracy (mean over seeds; the seeds' own values as hollow points), the baselines last."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(max(8.0, 1.3 * len(retrain) + 4), 4.2))
     percent = lambda groups: [(label, [100 * v for v in values]) for label, values in groups]  # noqa: E731
     _strip(left, percent(search))

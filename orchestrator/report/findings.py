@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..trial import PUBLISHED, RANDOM, is_baseline
+from ..trial import RANDOM, is_baseline, published_name
+from .comparisons import PAIRED_TEST
 from .screening import ScreenSummary, screen_sentence
 from .statistics import CONFIDENCE, FEW, NAN, POWER, Agreement
 from .text import p_text, percent
@@ -21,8 +22,6 @@ FLAT_ENTROPY = 0.95
 #: This many skip connections per normal cell or more: DARTS's known collapse.
 MANY_SKIPS = 3.0
 RETRAIN = "retrain_test_acc"
-#: How a published anchor's setting begins (``published:NAME``).
-ANCHOR = f"{PUBLISHED}:"
 #: The summary columns a finding needs from the reference, in words.
 NEEDS = {"search_time_s_mean": "search time", f"{RETRAIN}_mean": "retrained genotype"}
 
@@ -31,7 +30,7 @@ NEEDS = {"search_time_s_mean": "search time", f"{RETRAIN}_mean": "retrained geno
 class FindingsInput:
     """What the findings are computed from: the report's tables and the study's reference."""
 
-    #: summary.csv (one row per setting, then ``random``)
+    #: summary.csv (one row per setting, then the baselines: ``published:NAME`` rows, ``random``)
     summary: pd.DataFrame
     #: comparisons.csv
     comparisons: pd.DataFrame
@@ -209,7 +208,7 @@ def _number(value: object) -> float:
 
 def _deciding_p(c: Mapping) -> float:
     """The p that the comparison's verdict rests on: the paired one where the row was paired."""
-    return _number(c.get("p_paired")) if c.get("test") == "paired t" else _number(c.get("p_value"))
+    return _number(c.get("p_paired")) if c.get("test") == PAIRED_TEST else _number(c.get("p_value"))
 
 
 def _holm_count(table: pd.DataFrame) -> int:
@@ -270,7 +269,7 @@ def _best(data: FindingsInput, rows: Mapping[str, dict]) -> str:
         reference = f"no comparison with the reference: {_missing_reference(data, rows, f'{RETRAIN}_mean')}"
     else:
         reference = _lead(data, rows, best, data.reference, _label(data))
-    anchors = [_lead(data, rows, best, s, f"the published {s.split(':', 1)[1]}") for s in rows if s.startswith(ANCHOR)]
+    anchors = [_lead(data, rows, best, s, f"the published {published_name(s)}") for s in rows if published_name(s)]
     text = "; ".join([text, reference, *anchors, _lead(data, rows, best, RANDOM, "the random cells")]) + "."
     return f"{text} {_seeds_needed(data, best)}"
 

@@ -43,7 +43,7 @@ def setting_genotype_ids(selection: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def genotype_results(trials: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
-    """One row per retrained genotype (selected ones, then the random baselines): the final
+    """One row per retrained genotype (selected ones, then the published and the random baselines): the final
     validation accuracy of the search it was selected from, and its test accuracy averaged over
     its finished retraining seeds (with their standard deviation)."""
     searches = trials[trials["stage"] == "search"].set_index("trial")

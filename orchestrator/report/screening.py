@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..selection import screen_scores
 from ..trial import TrialStatus
 from .statistics import FEW, Agreement, rank_agreement
 from .text import p_text
@@ -32,8 +33,7 @@ def screen_summary(trials: pd.DataFrame, genotypes: pd.DataFrame) -> ScreenSumma
     if screen.empty:
         return None
     searches = trials[trials["stage"] == "search"].set_index("trial")["valid_acc"]
-    finished = screen[screen["status"] == TrialStatus.FINISHED]
-    screened = finished.groupby("genotype_id")["valid_acc"].mean()
+    screened = screen_scores(screen)  # the candidates as the selection scored them
     sources = screen.groupby("genotype_id")["source"].first()
     search_acc = [float(searches.get(sources[g], float("nan"))) for g in screened.index]
     retrained = genotypes[genotypes["retrain_seeds"] > 0].set_index("genotype_id")["retrain_test_acc_mean"]

@@ -109,7 +109,8 @@ class Difference:
 
     @property
     def significant(self) -> bool:
-        """p below 1 - :data:`CONFIDENCE`; False where p is undefined."""
+        """This one test's raw p below 1 - :data:`CONFIDENCE` (False where p is undefined). The report's verdict
+        is not this: it adjusts the p-values of all its comparisons by Holm (:func:`holm`)."""
         return self.p_value == self.p_value and self.p_value < 1 - CONFIDENCE
 
 

@@ -28,7 +28,8 @@ ACCURACY_NOTE = (
     "seeds' own spread (pooled within-genotype standard deviation) is the separate column. A setting found a "
     "genotype when at least one of its finished searches ended with that cell, whether or not that search was "
     "the one selected: a genotype found by several settings counts in each of their rows (and is left out of "
-    "the comparisons between them). `random`: random cells retrained with the same protocol."
+    "the comparisons between them). `random`: random cells retrained with the same protocol; `published:NAME`: a "
+    "published cell (baseline.known), the same way."
 )
 STABILITY_NOTE = (
     "Genotype overlap: mean share of (node, input, operation) edges two searches of the setting have in "
@@ -75,14 +76,14 @@ def comparison_numbers(comparisons: pd.DataFrame) -> pd.DataFrame:
     percents = ("mean", "std", "mean_versus", "std_versus", "difference", "ci_low", "ci_high")
     p_values = ("p_value", "p_paired", "p_holm")
 
-    def p_text(v: float) -> str:
+    def p_cell(v: float) -> str:
         return "–" if v != v else f"{v:.3g}"
 
     def whole(v: float) -> str:
         return "–" if v != v else f"{v:.0f}"
 
     shown = {c: [percent(v, unit="%") for v in comparisons[c]] for c in percents}
-    shown |= {c: [p_text(v) for v in comparisons[c]] for c in p_values if c in comparisons}
+    shown |= {c: [p_cell(v) for v in comparisons[c]] for c in p_values if c in comparisons}
     if "n_for_80pct_power" in comparisons:
         shown["n_for_80pct_power"] = [whole(v) for v in comparisons["n_for_80pct_power"]]
     return comparisons.drop(columns=["sentence", "note"]).assign(**shown)

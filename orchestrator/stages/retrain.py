@@ -1,5 +1,5 @@
-"""The retrain stage: each selected genotype and each random baseline, with every retrain seed, as one
-Tune experiment."""
+"""The retrain stage: each selected genotype and each baseline (published and random cells), with every retrain
+seed, as one Tune experiment. Its trainable also runs the screen's short retrainings."""
 
 from __future__ import annotations
 

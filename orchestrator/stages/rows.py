@@ -48,13 +48,7 @@ def trial_status(result: tune.Result, stops: bool = False) -> TrialStatus:
         return reported
     if result.error is not None:
         return TrialStatus.ERROR
-    return TrialStatus.STOPPED if stops and stopped_by_scheduler(result.metrics) else TrialStatus.INTERRUPTED
-
-
-def stopped_by_scheduler(metrics: dict[str, Any] | None) -> bool:
-    """Whether a trial's last result is one its scheduler stopped it at: Tune marks that result ``done``; an
-    interrupted trial's last result is not (or it has no epoch yet)."""
-    return bool(metrics) and metrics.get("done") is True and "epoch" in metrics
+    return TrialStatus.ended_without_report(result.metrics, stops)
 
 
 def trial_row(result: tune.Result, stops: bool = False) -> dict[str, Any]:
@@ -95,7 +89,7 @@ def trial_row(result: tune.Result, stops: bool = False) -> dict[str, Any]:
         "error": metrics.get("error") or (error_line(result.error) if result.error else None),
         "tune_trial_id": metrics.get("trial_id"),
     }
-    if status in (TrialStatus.FINISHED, TrialStatus.STOPPED):
+    if status.has_final_values:
         row.update({name: metrics.get(name) for name in FINAL_VALUES})
     return {column: row.get(column) for column in TRIAL_COLUMNS}
 

@@ -22,8 +22,8 @@ from .tune_stage import TuneStage
 if TYPE_CHECKING:
     from ray.tune.schedulers import TrialScheduler
 
-#: What the screen ranks its candidates on: the final validation accuracy on the held-out split.
-SCREEN_METRIC = "valid_acc"
+#: The metric ASHA and the progress line rank screen trials by: validation accuracy on the held-out split.
+RANK_METRIC = "valid_acc"
 
 
 def screens(spec: StudySpec) -> bool:
@@ -39,11 +39,11 @@ def asha(spec: StudySpec) -> TrialScheduler | None:
 
     return ASHAScheduler(
         time_attr="epoch",
-        metric=SCREEN_METRIC,
+        metric=RANK_METRIC,
         mode="max",
         max_t=screen_epochs(spec),
-        grace_period=screen.grace_period or 1,
-        reduction_factor=screen.reduction_factor or 4,
+        grace_period=screen.grace_period,
+        reduction_factor=screen.reduction_factor,
     )
 
 
@@ -72,7 +72,7 @@ SCREEN = TuneStage(
     "screen",
     _trials,
     retrain_trial,
-    metric=SCREEN_METRIC,
+    metric=RANK_METRIC,
     mode="max",
     nothing_to_run="nothing to screen (no search finished)",
     applies_to=screens,

@@ -1,4 +1,4 @@
-"""A stage that runs its trials as one Ray Tune experiment (search, retrain): its trials, from the
+"""A stage that runs its trials as one Ray Tune experiment (search, screen, retrain): its trials, from the
 plan and the earlier stages' results, its trainable, and its rows (``STAGE.csv``)."""
 
 from __future__ import annotations

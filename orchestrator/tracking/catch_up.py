@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import StudyInterrupted, error_line, one_line
 from ..stages.rows import epoch_rows, trial_status
-from ..trial import Trial, TrialStatus
+from ..trial import Trial
 from .runs import StudyTracker
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def _catch_up_trial(tracker: StudyTracker, parent: str, result: tune.Result, sto
     final = dict(result.metrics or {})
     if result.error is not None and not final.get("error"):
         final["error"] = error_line(result.error)
-    final = final if status == TrialStatus.FINISHED else {"error": final.get("error")}
+    final = final if status.has_final_values else {"error": final.get("error")}
     tracker.finish_trial(run_id, status, final, result.checkpoint)
 
 

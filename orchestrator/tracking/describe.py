@@ -57,6 +57,11 @@ def trial_note(trial: Trial) -> str:
         found = "a published cell (anchor)"
     else:
         found = f"found by `{trial.source}` ({trial.setting})"
+    if trial.stage == "screen":
+        return (
+            f"Screen of candidate `{trial.genotype_id}`, {found}: a short retraining, seed {trial.seed}, up to "
+            f"{epochs} epochs, ranked on a split held out of the training set (trial `{trial.key}`)."
+        )
     return (
         f"Retraining from scratch of genotype `{trial.genotype_id}`, {found}, seed {trial.seed}, {epochs} epochs "
         f"(trial `{trial.key}`). Its final weights and genotype are in the artifacts."

@@ -8,7 +8,6 @@ from typing import Any
 
 from ray.tune import Callback
 
-from ..stages.rows import stopped_by_scheduler
 from ..trial import Trial, TrialStatus
 from .runs import StudyTracker, check_server
 
@@ -57,9 +56,10 @@ class TrialLogger(Callback):
         def finish() -> None:
             run_id, _ = self._run_of(Trial.from_param(trial.config))
             result = trial.last_result or {}
-            stopped = TrialStatus.STOPPED if self.stops and stopped_by_scheduler(result) else TrialStatus.ERROR
-            status = TrialStatus.reported(result) or stopped
-            final = result if status == TrialStatus.FINISHED else {"error": result.get("error")}
+            status = TrialStatus.reported(result) or TrialStatus.ended_without_report(result, self.stops)
+            if status == TrialStatus.INTERRUPTED:  # completed without saying how, and no scheduler stopped it
+                status = TrialStatus.ERROR
+            final = result if status.has_final_values else {"error": result.get("error")}
             self.tracker.finish_trial(run_id, status, final, trial.checkpoint)
 
         self._guarded(finish)
