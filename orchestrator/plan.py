@@ -56,8 +56,9 @@ class StudyPlan:
 
     @classmethod
     def from_spec(cls, spec: StudySpec) -> StudyPlan:
+        width = max(3, len(str(len(spec.grid))))  # search-0001 ... search-1000 sort in grid order
         grid = tuple(
-            GridPoint(f"search-{index:03d}", setting_label(values), values, config)
+            GridPoint(f"search-{index:0{width}d}", setting_label(values), values, config)
             for index, (values, config) in enumerate(spec.grid, start=1)
         )
         reference, note = reference_setting(spec)

@@ -18,7 +18,8 @@ FINAL_STATES = {"TERMINATED", "ERROR"}
 
 
 class StageProgress(Callback):
-    """One line: ``search: 3/8 done, 2 running, 3 pending | best valid_acc 0.612 (search-004) | 1m12s``"""
+    """One line: ``search: 3/8 done, 2 running, 3 pending | best valid_acc 0.612 (search-004) | 1m12s, ~2m left``
+    (the time left: this session's pace so far over the trials not yet ended)."""
 
     def __init__(self, stage: str, metric: str, mode: str, interval_s: float = 1.0) -> None:
         self.stage, self.metric, self.mode, self.interval_s = stage, metric, mode, interval_s
@@ -26,6 +27,7 @@ class StageProgress(Callback):
         self._last_line = ""
         self._last_print = 0.0
         self._best: tuple[float, str] | None = None  # best value seen so far, over every epoch reported
+        self._ended_before: int | None = None  # trials already ended when this session first saw the stage
 
     def __getstate__(self) -> dict[str, Any]:
         return {"stage": self.stage, "metric": self.metric, "mode": self.mode, "interval_s": self.interval_s}
@@ -60,10 +62,24 @@ class StageProgress(Callback):
             text += f" | best {self.metric} {best[0]:.3f} ({best[1]})"
         return text
 
+    def time_left(self, trials: list[Any], elapsed_s: float) -> float | None:
+        """Seconds until every trial has ended, at the pace of the trials that ended in this session (a resumed
+        stage's earlier trials left out); None before one has."""
+        ended = sum(trial.status in FINAL_STATES for trial in trials)
+        if self._ended_before is None:
+            self._ended_before = ended
+        now_ended = ended - self._ended_before
+        if now_ended <= 0 or ended >= len(trials):
+            return None
+        return elapsed_s / now_ended * (len(trials) - ended)
+
     def _show(self, trials: list[Any], final: bool = False) -> None:
         text = self.line(trials)
         elapsed = int(time.monotonic() - self._start)
-        stamped = f"{text} | {elapsed // 60}m{elapsed % 60:02d}s"
+        stamped = f"{text} | {_minutes(elapsed)}"
+        left = None if final else self.time_left(trials, elapsed)
+        if left is not None:
+            stamped += f", ~{_minutes(int(left))} left"
         stream = sys.stderr
         if stream.isatty():
             stream.write("\r" + stamped.ljust(len(self._last_line)) + ("\n" if final else ""))
@@ -82,3 +98,7 @@ class StageProgress(Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self._show(trials, final=True)
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds // 60}m{seconds % 60:02d}s"
