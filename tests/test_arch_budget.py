@@ -58,6 +58,7 @@ def normalised_entropy(rows: list[list[float]]) -> float:
     return sum(-sum(p * math.log(p) for p in row if p > 0) / math.log(len(row)) for row in rows) / len(rows)
 
 
+@pytest.mark.slow  # ~12 s: a three-epoch search
 def test_eight_architecture_steps_at_the_quickstarts_arch_lr_move_alpha() -> None:
     """The quickstart's rule on a smaller search: 4 steps per epoch, 2 unfrozen epochs."""
     settings = quickstart_search() | {"train_subset": 256, "epochs": 3, "warmup_epochs": 1, "k": 4, "edge_norm": True}

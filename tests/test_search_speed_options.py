@@ -54,6 +54,7 @@ def test_default_search_on_the_cpu_runs_float32_nchw(rgb_data):
     assert all(group.get("fused") in (None, False) for group in search.weight_optimizer.param_groups)
 
 
+@pytest.mark.slow  # ~12 s: two short searches
 def test_bf16_autocast_gives_the_same_search_within_bf16_precision(mini_data):
     config = SearchConfig(**{**SMALL, "dataset": "fashion_mnist_mini", "train_subset": 64})
     fp32 = run(config, mini_data)
@@ -123,6 +124,7 @@ def test_channels_last_on_grey_images_is_refused_on_the_cpu(mini_data):
         Search(SearchConfig(**{**SMALL, "dataset": "fashion_mnist_mini"}, channels_last=True), data=mini_data)
 
 
+@pytest.mark.slow  # ~10 s: torch.compile of a supernet
 def test_compiled_search_gives_the_same_numbers(rgb_data, monkeypatch):
     # The eager backend traces the supernet with TorchDynamo as a GPU run does, without a C++ build.
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
