@@ -364,6 +364,16 @@ def test_dry_run_prints_every_trial_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_dry_run_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(yaml.safe_dump(spec_with(search__seed=list(range(200))), sort_keys=False))
+    command = [sys.executable, "-m", "orchestrator.run", str(spec_file), "--dry-run", "--out", str(tmp_path / "s")]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()  # as `| head` does once it has its lines
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and b"Traceback" not in stderr, stderr.decode()[-2000:]
+
+
 def test_dry_run_needs_neither_ray_nor_mlflow(tmp_path):
     """The plan is printed with Ray and MLflow unavailable to Python (and nothing imports pandas or torch)."""
     spec_file = tmp_path / "tiny.yaml"

@@ -18,6 +18,7 @@ holds the output folder, resume and progress bar of the commands that run epochs
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -29,7 +30,8 @@ EXIT_BAD_INPUT = 2
 
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
     """Run a CLI ``main``; bad input becomes one line on stderr and exit code 2, and a warning one line
-    ``warning: ...`` (without Python's file and source line)."""
+    ``warning: ...`` (without Python's file and source line). Output piped into a reader that stops early
+    (``| head``) ends the command quietly, as other command-line tools do."""
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line
@@ -40,6 +42,10 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
+    except BrokenPipeError:
+        # the reader closed stdout: nothing more can be said there, and Python must not fail flushing it at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # 128 + SIGPIPE, what the shell reports for a command a pipe stopped
     sys.exit(code)
 
 
