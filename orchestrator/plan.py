@@ -162,8 +162,16 @@ class StudyPlan:
         most = (top + len(known) + spec.baseline.count) * len(seeds)
         train = self.retrain_config(seed=seeds[0])
         gpus = res.gpus_per_trial if res.gpus_per_trial == "auto" else format(res.gpus_per_trial, "g")
+        screened = ""
+        if spec.select.by == "screen":
+            screen = screen_section(spec)
+            screened = (
+                f", up to {screen.top * len(screen.seeds)} screen trials"
+                if screen.top
+                else ", a screen trial per candidate and seed"
+            )
         lines = [
-            f"study {spec.name}: {count} search trials, then up to {most} retrain trials",
+            f"study {spec.name}: {count} search trials{screened}, then up to {most} retrain trials",
             f"  folder {folder}, MLflow {spec.tracking_uri(folder)} (experiment {spec.experiment_name()}), "
             f"Tune storage {spec.storage_path(folder)}",
             f"  each trial: {res.cpus_per_trial:g} CPU, {gpus} GPU; at most "

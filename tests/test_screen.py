@@ -90,6 +90,7 @@ def test_screen_settings_and_trials():
     assert trials[3].config["valid_portion"] == 0.1 and trials[3].config["seed"] == 1
     described = StudyPlan.from_spec(parse_spec(SPEC)).describe(Path("study"))
     assert "stage screen: each candidate with seeds [0], 3 epochs" in described and "ASHA" in described
+    assert described.startswith("study screened: 4 search trials, a screen trial per candidate and seed, then")
 
 
 def _candidates(*rows: tuple[str, str]) -> pd.DataFrame:
