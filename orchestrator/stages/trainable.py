@@ -6,6 +6,11 @@ own restore: ``tune.get_checkpoint()``). A diverged run is not an error of the s
 ``trial_status="diverged"`` and ends, so the study goes on and the report lists it. Trials write
 nothing to MLflow: the driver does (see :mod:`orchestrator.tracking`).
 
+Tune runs one trial after another in the same worker process (``reuse_actors``): a trainable keeps nothing
+between trials but the loaded dataset (:func:`start`) and the modules it imported, and every run seeds its
+own random number generators, so a reused worker starts its next trial without import or loading time and
+computes what a fresh one would.
+
 The epoch hook: ``PCDARTS_EPOCH_HOOK=module:function`` names a function that each trial calls as
 ``function(trial_key, run)`` before each of its epochs, in the worker process (the module must be
 importable there). Studies leave it unset; the tests install one to inject faults into real trials
@@ -14,6 +19,7 @@ importable there). Studies leave it unset; the tests install one to inject fault
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import tempfile
@@ -40,7 +46,15 @@ EpochHook = Callable[[str, Any], None]
 def start(params: dict[str, Any], config: SearchConfig | TrainConfig) -> DatasetBundle:
     """Set the trial's threads; its dataset."""
     torch.set_num_threads(max(1, int(params.get("threads", 1))))
-    return load_dataset(config.dataset, config.data_root, download=config.download, image_size=config.image_size)
+    return _dataset(config.dataset, config.data_root, config.download, config.image_size)
+
+
+@functools.lru_cache(maxsize=1)
+def _dataset(name: str, root: str | None, download: bool, image_size: int | None) -> DatasetBundle:
+    """The dataset, loaded once per worker process: Tune reuses a worker for the next trial (``reuse_actors``),
+    which then finds its data in memory. One dataset is kept (the one the last trial used); the trials only
+    read it."""
+    return load_dataset(name, root, download=download, image_size=image_size)
 
 
 def restore(kind: type[EpochRunner], data: DatasetBundle) -> Any:
