@@ -70,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not args.verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        # One checkpoint kept per trial forces a Tune state snapshot per epoch; that is intended here.
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # The driver alone talks to MLflow: a server that is down costs seconds, not MLflow's default minutes of
     # retries per call (the live logger then pauses and each stage's catch-up logs what it missed).
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")

@@ -15,13 +15,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: The tests follow a running study through Ray Tune's result files in its storage, which Tune copies there
+#: from the driver when it snapshots the experiment (every 10 s or more in a study): they ask for a
+#: snapshot every half second, unless a test's environment says otherwise.
+SNAPSHOT_EVERY_S = "0.5"
+
+
 def driver(args: list[str], env: dict, cwd: Path, log: Path) -> subprocess.Popen:
     """``python -m orchestrator.run ARGS``, stdout and stderr into ``log`` (a file, not a pipe: processes
     a killed driver leaves behind would hold a pipe open). ``process.log`` is that file."""
     with open(log, "w") as handle:
         process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.run", *args],
-            env={**env, "PYTHONPATH": str(REPO)},
+            env={
+                "TUNE_GLOBAL_CHECKPOINT_S": SNAPSHOT_EVERY_S,
+                **env,
+                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p),
+            },
             cwd=cwd,
             stdout=handle,
             stderr=subprocess.STDOUT,

@@ -8,10 +8,11 @@ checkpoint. Trial failures are retried by Tune (``FailureConfig``) from their la
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ray import tune
@@ -20,6 +21,7 @@ from ..errors import StudyInterrupted
 from ..gpu_packing import cluster_gpus, measure_gpu_shares, trial_resources
 from ..spec import StudySpec
 from ..trial import Trial, TrialStatus
+from .checkpoints import snapshot_period_s
 from .rows import trial_status
 
 Trainable = Callable[[dict[str, Any]], None]
@@ -70,23 +72,21 @@ def run_stage(
                 storage_path=storage_path,
                 callbacks=callbacks,
                 failure_config=tune.FailureConfig(max_failures=resources.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # every checkpoint is kept by Tune and pruned by the study (see .checkpoints): a number to keep
+                # would force a snapshot of the whole experiment per trial checkpoint
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                 verbose=1 if verbose else 0,
             ),
         )
-    # a trial may report without the scheduler's metric (a diverged epoch has no validation accuracy): ASHA
-    # passes over such a result, and Tune must not fail the experiment for it
-    strict = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
-    before = os.environ.get(strict)
+    # Tune's snapshot period, unless the user set one (see .checkpoints)
+    period = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S") or f"{snapshot_period_s(len(trials)):g}"
+    environment = {"TUNE_GLOBAL_CHECKPOINT_S": period}
     if scheduler is not None:
-        os.environ[strict] = "1"
-    try:
+        # a trial may report without the scheduler's metric (a diverged epoch has no validation accuracy): ASHA
+        # passes over such a result, and Tune must not fail the experiment for it
+        environment["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    with _environment(environment):
         grid, stopped = _fit(tuner)
-    finally:
-        if scheduler is not None and before is None:
-            os.environ.pop(strict, None)
-        elif scheduler is not None:
-            os.environ[strict] = before
     if stopped:
         raise StudyInterrupted(f"stage {stage}: stopped by Ctrl-C")
     by_key = {Trial.from_param(result.config).key: result for result in grid if result.config}
@@ -98,6 +98,21 @@ def run_stage(
             f"stage {stage}: {len(missing) + len(unfinished)} of {len(trials)} trials did not finish"
         )
     return [by_key[trial.key] for trial in trials]
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Environment variables set for the block (Tune reads these when ``fit`` starts), then put back."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _fit(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:

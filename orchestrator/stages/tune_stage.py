@@ -16,6 +16,7 @@ from ..study_files import stage_table
 from ..tracking import catch_up
 from ..tracking.live import TrialLogger
 from ..trial import Trial, TrialStatus
+from .checkpoints import CheckpointPruner
 from .context import StageContext
 from .progress import StageProgress
 from .rows import TRIAL_COLUMNS, trial_row
@@ -64,6 +65,7 @@ class TuneStage:
         callbacks = [
             TrialLogger(tracker.uri, tracker.experiment_id, parent, stops=scheduler is not None),
             StageProgress(self.name, self.metric, self.mode),
+            CheckpointPruner(),
         ]
         experiment = study.tune_experiment(self.name)
         storage = study.state.storage_path
