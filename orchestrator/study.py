@@ -15,6 +15,7 @@ database (``mlflow.db``, artifacts in ``mlartifacts/``) and the Tune experiments
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from .plan import StudyPlan
 from .preflight import check_free
 from .ray_cluster import ray_session
 from .spec import StudySpec, parse_spec
-from .stages.context import StageContext
+from .stages.context import Stage, StageContext
 from .stages.sequence import SEQUENCE
 from .study_files import SPEC_FILE, STATE_FILE
 from .study_state import StudyState
@@ -131,9 +132,9 @@ class Study:
             needs_ray = any(stage.uses_ray and not self.done(stage.name) for stage in with_ray)
             with ray_session(spec, verbose) if needs_ray else contextlib.nullcontext():
                 for stage in with_ray:
-                    stage.run(context)
+                    self._timed(stage, context)
             for stage in after_ray:
-                stage.run(context)
+                self._timed(stage, context)
         except (StudyInterrupted, KeyboardInterrupt):
             close_runs(tracker, parent, "KILLED", say)
             raise
@@ -141,6 +142,19 @@ class Study:
             close_runs(tracker, parent, "FAILED", say)
             raise
         tracker.client.set_terminated(parent, "FINISHED")
+
+    def _timed(self, stage: Stage, context: StageContext) -> None:
+        """Run a stage, adding its time to ``study.json`` (also when it is interrupted); a stage done earlier (the
+        report, rebuilt on every resume, included) adds nothing."""
+        if self.done(stage.name):
+            stage.run(context)
+            return
+        start = time.monotonic()
+        try:
+            stage.run(context)
+        finally:
+            self.state.stage_time(stage.name).wall_s += round(time.monotonic() - start, 3)
+            self.save_state()
 
 
 def first_difference(old: Any, new: Any, path: str = "") -> str | None:

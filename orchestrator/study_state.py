@@ -18,6 +18,25 @@ from pcdarts_core.errors import UserInputError
 from .study_files import STATE_FILE
 
 
+class StageTime(BaseModel):
+    """How long a stage ran (every session added up) and, for a stage of trials, how busy its slots were:
+    ``slots`` trials could run at once, ``epoch_s`` seconds went into their epochs, in ``worker_processes``
+    distinct worker processes. ``occupancy`` is the share of the slot-seconds spent inside epochs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wall_s: float = 0.0
+    slots: int | None = None
+    epoch_s: float | None = None
+    worker_processes: int | None = None
+
+    @property
+    def occupancy(self) -> float | None:
+        if not self.slots or self.epoch_s is None or self.wall_s <= 0:
+            return None
+        return self.epoch_s / (self.wall_s * self.slots)
+
+
 class StudyState(BaseModel):
     """The contents of ``study.json``, in the order the file holds them."""
 
@@ -32,6 +51,8 @@ class StudyState(BaseModel):
     #: set once the study's MLflow run exists
     mlflow_run_id: str | None = None
     mlflow_experiment_id: str | None = None
+    #: per stage, its time and slot use (studies before these were recorded have none)
+    stage_times: dict[str, StageTime] = {}
 
     @classmethod
     def read(cls, folder: Path) -> StudyState:
@@ -52,3 +73,7 @@ class StudyState(BaseModel):
 
     def done(self, stage: str) -> bool:
         return stage in self.stages_done
+
+    def stage_time(self, stage: str) -> StageTime:
+        """The stage's record, made empty the first time it is asked for."""
+        return self.stage_times.setdefault(stage, StageTime())

@@ -25,10 +25,12 @@ from .results import StudyResults, reference_name, study_results
 from .tables import (
     ACCURACY_NOTE,
     STABILITY_NOTE,
+    STAGE_TIME_NOTE,
     comparison_numbers,
     failed_trials,
     genotype_table,
     section_table,
+    stage_time_table,
     write_reports,
 )
 
@@ -154,6 +156,8 @@ def build_study_report(folder: Path, plan: StudyPlan, state: StudyState, say: Sa
         arch_missing=_arch_missing(folder, results),
         run_info=[f"Study folder {folder.name}, stages done: {', '.join(state.stages_done)}."]
         + ([f"MLflow run {state.mlflow_run_id}."] if state.mlflow_run_id else []),
+        stage_times=stage_time_table(state.stage_times, results.trials),
+        stage_time_note=STAGE_TIME_NOTE,
     )
     paths["report"] = folder / REPORT_FILE
     atomic_write_text(paths["report"], render_report(content))

@@ -47,6 +47,9 @@ class ReportContent:
     pictures: dict[str, list[Picture]] = field(default_factory=dict)
     arch_missing: list[str] = field(default_factory=list)
     run_info: list[str] = field(default_factory=list)
+    #: time, slots and slot occupancy per stage (see tables.stage_time_table)
+    stage_times: pd.DataFrame = field(default_factory=pd.DataFrame)
+    stage_time_note: str = ""
 
 
 def _package_text(name: str) -> str:

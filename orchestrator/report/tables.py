@@ -15,6 +15,7 @@ import pandas as pd
 
 from pcdarts_core.checkpoint import atomic_write_text
 
+from ..study_state import StageTime
 from ..trial import TrialStatus
 from .columns import ACCURACY, COST, STABILITY, section_columns
 from .comparisons import agreement_sentence
@@ -160,3 +161,36 @@ def write_reports(
     markdown = summary_markdown(name, summary, selection, trials, comparisons, agreement, notes, findings)
     atomic_write_text(paths["summary_md"], markdown)
     return paths
+
+
+STAGE_TIME_NOTE = (
+    "Wall time of each stage (every session added up). Slots: the trials the Ray cluster could run at once; "
+    "slot occupancy: the share of the stage's slot-seconds (wall time x slots) that went into the trials' epochs, "
+    "the rest being start-up, checkpoints, waiting and idle slots; worker processes: distinct processes that ran "
+    "the trials (Tune reuses them, so a worker pays its imports once)."
+)
+
+
+def stage_time_table(stage_times: dict[str, StageTime], trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per stage that recorded its time (``study.json``), as text; the report, which cannot know its own,
+    left out."""
+    rows = []
+    for stage, record in stage_times.items():
+        if stage == "report":
+            continue
+        count = int((trials["stage"] == stage).sum()) if "stage" in trials else 0
+        occupancy = record.occupancy
+        rows.append(
+            {
+                "stage": stage,
+                "trials": count if record.slots is not None else "–",
+                "wall time": f"{record.wall_s:.1f} s",
+                "slots": record.slots if record.slots is not None else "–",
+                "in epochs": f"{record.epoch_s:.1f} s" if record.epoch_s is not None else "–",
+                "slot occupancy": percent(occupancy, unit="%") if occupancy is not None else "–",
+                "worker processes": record.worker_processes if record.worker_processes is not None else "–",
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["stage", "trials", "wall time", "slots", "in epochs", "slot occupancy", "worker processes"]
+    )

@@ -100,6 +100,30 @@ def run_stage(
     return [by_key[trial.key] for trial in trials]
 
 
+def concurrent_slots(spec: StudySpec, trials: int) -> int:
+    """How many of a stage's ``trials`` the Ray cluster can run at once: its CPUs (and GPUs, for a fixed GPU
+    share) over what a trial asks for, at most ``max_concurrent_trials``."""
+    import ray
+
+    resources, cluster = spec.resources, ray.cluster_resources()
+    slots = [trials, int(cluster.get("CPU", 0) // resources.cpus_per_trial)]
+    if resources.max_concurrent_trials:
+        slots.append(resources.max_concurrent_trials)
+    if isinstance(resources.gpus_per_trial, float) and resources.gpus_per_trial > 0:
+        slots.append(int(cluster.get("GPU", 0) // resources.gpus_per_trial))
+    return max(1, min(slots))
+
+
+def worker_processes(results: list[tune.Result]) -> int:
+    """The distinct worker processes (node, PID) that ran the trials' epochs."""
+    seen = set()
+    for result in results:
+        history = result.metrics_dataframe
+        if history is not None and {"node_id", "worker_pid"} <= set(history.columns):
+            seen.update(map(tuple, history[["node_id", "worker_pid"]].dropna().itertuples(index=False)))
+    return len(seen)
+
+
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     """Environment variables set for the block (Tune reads these when ``fit`` starts), then put back."""

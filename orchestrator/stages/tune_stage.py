@@ -20,7 +20,7 @@ from .checkpoints import CheckpointPruner
 from .context import StageContext
 from .progress import StageProgress
 from .rows import TRIAL_COLUMNS, trial_row
-from .runner import Trainable, run_stage
+from .runner import Trainable, concurrent_slots, run_stage, worker_processes
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,10 @@ class TuneStage:
         catch_up(tracker, parent, results, say=say, stops=scheduler is not None)
         rows = pd.DataFrame([trial_row(r, stops=scheduler is not None) for r in results])
         atomic_write_text(table, rows.to_csv(index=False))
+        record = study.state.stage_time(self.name)
+        record.slots = concurrent_slots(study.spec, len(trials))
+        record.epoch_s = round(float(pd.to_numeric(rows["time_s"], errors="coerce").sum()), 3)
+        record.worker_processes = worker_processes(results)
         failed = rows[rows["status"] != TrialStatus.FINISHED]
         for row in failed[failed["status"] != TrialStatus.STOPPED].itertuples(index=False):
             say(f"  {row.trial} ({row.setting}, seed {row.seed}): {row.status}: {row.error}")
