@@ -9,8 +9,6 @@ from typing import Any
 
 import pandas as pd
 
-from pcdarts_core.checkpoint import atomic_write_bytes, atomic_write_text
-
 from ..plan import StudyPlan
 from ..study_files import SPEC_FILE
 from ..study_state import StudyState
@@ -19,8 +17,9 @@ from .columns import SECTIONS
 from .comparisons import agreement_sentence
 from .findings import FindingsInput, findings
 from .folder import FIGURES_DIR, REPORT_FILE
-from .html import ReportContent, method_paragraphs, render_report
-from .pictures import draw_pictures
+from .html import ReportContent, method_paragraphs, write_report
+from .picture_cache import resolve_pictures
+from .pictures import report_pictures
 from .results import StudyResults, reference_name, study_results
 from .tables import (
     ACCURACY_NOTE,
@@ -125,17 +124,13 @@ def build_study_report(folder: Path, plan: StudyPlan, state: StudyState, say: Sa
     )
     say(f"  tables: {', '.join(p.name for p in paths.values())}")
 
+    figures_dir = folder / FIGURES_DIR
+    drawn = resolve_pictures(report_pictures(results), figures_dir, say=say)
+    pictures = drawn.pictures
     say(
         f"  pictures: accuracy, agreement, cost; cells of {len(results.genotypes)} genotypes; "
-        f"α/β of {len(results.histories.get('trials', {}))} searches"
+        f"α/β of {len(results.histories.get('trials', {}))} searches ({drawn.drawn} drawn, {drawn.reused} unchanged)"
     )
-    pictures = draw_pictures(results)
-    figures_dir = folder / FIGURES_DIR
-    figures_dir.mkdir(exist_ok=True)
-    for old in figures_dir.glob("*.png"):
-        old.unlink()
-    for picture in (p for group in pictures.values() for p in group):
-        atomic_write_bytes(figures_dir / picture.name, picture.data)
 
     content = ReportContent(
         name=plan.spec.name,
@@ -156,11 +151,12 @@ def build_study_report(folder: Path, plan: StudyPlan, state: StudyState, say: Sa
         arch_missing=_arch_missing(folder, results),
         run_info=[f"Study folder {folder.name}, stages done: {', '.join(state.stages_done)}."]
         + ([f"MLflow run {state.mlflow_run_id}."] if state.mlflow_run_id else []),
+        figures_dir=FIGURES_DIR,
         stage_times=stage_time_table(state.stage_times, results.trials),
         stage_time_note=STAGE_TIME_NOTE,
     )
     paths["report"] = folder / REPORT_FILE
-    atomic_write_text(paths["report"], render_report(content))
+    written = write_report(paths["report"], content)
     paths["figures"] = figures_dir
-    say(f"  report: {paths['report']}")
+    say(f"  report: {paths['report']}" + ("" if written else " (unchanged)"))
     return paths

@@ -8,13 +8,18 @@ the pictures by section (:data:`~orchestrator.report.pictures.PICTURES`) and the
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 
 import jinja2
 import pandas as pd
 from markupsafe import Markup
+
+from pcdarts_core.checkpoint import atomic_write_text
 
 from .pictures import Picture
 
@@ -50,6 +55,8 @@ class ReportContent:
     #: time, slots and slot occupancy per stage (see tables.stage_time_table)
     stage_times: pd.DataFrame = field(default_factory=pd.DataFrame)
     stage_time_note: str = ""
+    #: the folder of the picture files, next to the page (the linked pictures are there)
+    figures_dir: str = "report_figures"
 
 
 def _package_text(name: str) -> str:
@@ -80,8 +87,39 @@ def render_report(content: ReportContent) -> str:
         )
 
     def pictures(section: str) -> list[Picture]:
-        return content.pictures.get(section, [])
+        return [p for p in content.pictures.get(section, []) if p.in_page]
+
+    def linked(section: str) -> list[Picture]:
+        return [p for p in content.pictures.get(section, []) if not p.in_page]
 
     template = environment.from_string(_package_text(TEMPLATE))
-    written = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return template.render(c=content, table=table, picture=picture, pictures=pictures, written=written)
+
+    def render(written: str, content_digest: str) -> str:
+        return template.render(
+            c=content,
+            table=table,
+            picture=picture,
+            pictures=pictures,
+            linked=linked,
+            figures_dir=content.figures_dir,
+            written=written,
+            content_digest=content_digest,
+        )
+
+    content_digest = hashlib.sha256(render("", "").encode()).hexdigest()[:32]
+    return render(datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), content_digest)
+
+
+def content_digest(page: str) -> str | None:
+    """The digest a page of :func:`render_report` carries of everything it shows but its time of writing."""
+    found = re.search(r'<meta name="pcdarts-content" content="([0-9a-f]*)">', page)
+    return found.group(1) if found else None
+
+
+def write_report(path: Path, content: ReportContent) -> bool:
+    """Write the page unless the one at ``path`` shows the same (then it keeps its time); whether it was written."""
+    page = render_report(content)
+    if path.is_file() and content_digest(path.read_text(encoding="utf-8")) == content_digest(page):
+        return False
+    atomic_write_text(path, page)
+    return True

@@ -6,9 +6,12 @@ results. A new picture is one drawing in :mod:`~orchestrator.report.figures` and
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pcdarts_core import parse_genotype
@@ -22,14 +25,22 @@ from .text import percent
 
 @dataclass(frozen=True)
 class Picture:
-    """One PNG of the report: its file name (in the figures folder), caption and bytes."""
+    """One PNG of the report: its file name (in the figures folder), caption, and how it is drawn:
+    ``draw(*args)`` gives its bytes. ``data`` holds them once drawn (or read back from the figures folder,
+    see :mod:`~orchestrator.report.picture_cache`). ``in_page``: embedded in ``report.html``; the others
+    are files only, linked from the page."""
 
     name: str
     caption: str
-    data: bytes
+    draw: Callable[..., bytes]
+    args: tuple[Any, ...]
+    in_page: bool = True
+    data: bytes | None = None
 
     @property
     def data_uri(self) -> str:
+        if self.data is None:
+            raise ValueError(f"{self.name}: not drawn yet")
         return "data:image/png;base64," + base64.b64encode(self.data).decode("ascii")
 
 
@@ -72,7 +83,7 @@ def accuracy_pictures(results: StudyResults) -> list[Picture]:
         "Accuracy per setting: every search (left) and every retrained genotype (right), boxes where a "
         "setting has two values or more."
     )
-    return [Picture("accuracy.png", caption, figures.accuracy_figure(search_groups, retrain_groups, seed_values))]
+    return [Picture("accuracy.png", caption, figures.accuracy_figure, (search_groups, retrain_groups, seed_values))]
 
 
 def agreement_pictures(results: StudyResults) -> list[Picture]:
@@ -86,7 +97,7 @@ def agreement_pictures(results: StudyResults) -> list[Picture]:
     else:
         tau_text = f"Kendall's tau: not measurable (n = {agreement.n})"
     caption = "Search validation accuracy against retrain test accuracy of each retrained searched genotype."
-    return [Picture("agreement.png", caption, figures.agreement_figure(searched, tau_text))]
+    return [Picture("agreement.png", caption, figures.agreement_figure, (searched, tau_text))]
 
 
 def cost_pictures(results: StudyResults) -> list[Picture]:
@@ -101,7 +112,7 @@ def cost_pictures(results: StudyResults) -> list[Picture]:
     ):
         if column in searches and pd.to_numeric(searches[column], errors="coerce").notna().any():
             caption = f"{what.capitalize()} and time per epoch of each search against K."
-            return [Picture("cost_per_k.png", caption, figures.cost_figure(searches, column))]
+            return [Picture("cost_per_k.png", caption, figures.cost_figure, (searches, column))]
     return []
 
 
@@ -120,22 +131,93 @@ def cell_pictures(results: StudyResults) -> list[Picture]:
             f"{row.genotype_id} ({where}): retrain test {percent(row.retrain_test_acc_mean, unit='%')} "
             f"over {row.retrain_seeds} seed(s)"
         )
-        data = figures.cell_figure(parse_genotype(row.genotype), title)
-        pictures.append(Picture(f"cell_{row.genotype_id}.png", title, data))
+        pictures.append(
+            Picture(f"cell_{row.genotype_id}.png", title, figures.cell_figure, (parse_genotype(row.genotype), title))
+        )
     return pictures
+
+
+#: Up to this many searches, every search's α/β is drawn in the page; beyond it, the page shows each setting's
+#: mean over its searches, the searches that found a selected genotype and one typical search per setting (up
+#: to this many), and every search's picture is a file in the figures folder, listed on the page.
+IN_PAGE_SEARCHES = 12
 
 
 def arch_pictures(results: StudyResults) -> list[Picture]:
     primitives = results.histories.get("primitives", [])
+    searches = {key: trial for key, trial in results.histories.get("trials", {}).items() if trial.get("epochs")}
+    shown = _searches_in_page(results, searches)
     pictures = []
-    for key, trial in sorted(results.histories.get("trials", {}).items()):
-        if not trial.get("epochs"):
-            continue
+    if len(shown) < len(searches):
+        for setting in results.settings:
+            same = [trial["epochs"] for trial in searches.values() if trial["setting"] == setting]
+            if len(same) > 1:
+                mean = mean_epochs(same)
+                title = f"{setting}: mean of {len(same)} searches"
+                pictures.append(
+                    Picture(
+                        f"arch_mean_{_file_part(setting)}.png",
+                        title,
+                        figures.arch_weights_figure,
+                        (mean, primitives, title),
+                    )
+                )
+    for key in natural_sorted(searches):
+        trial = searches[key]
         title = f"{key} ({trial['setting']}, seed {trial['seed']})"
         pictures.append(
-            Picture(f"arch_{key}.png", title, figures.arch_weights_figure(trial["epochs"], primitives, title))
+            Picture(
+                f"arch_{key}.png",
+                title,
+                figures.arch_weights_figure,
+                (trial["epochs"], primitives, title),
+                key in shown,
+            )
         )
     return pictures
+
+
+def _searches_in_page(results: StudyResults, searches: dict[str, Any]) -> set[str]:
+    """Every search when there are few; else those that found a selected genotype, then the typical (median final
+    validation accuracy) search of each setting, up to :data:`IN_PAGE_SEARCHES`."""
+    if len(searches) <= IN_PAGE_SEARCHES:
+        return set(searches)
+    chosen = [
+        key for key in natural_sorted(set(results.selection.get("source", pd.Series()).dropna())) if key in searches
+    ]
+    finished = _finished(results, "search")
+    for setting in results.settings:
+        values = finished[(finished["setting"] == setting) & finished["trial"].isin(searches)].dropna(
+            subset=["valid_acc"]
+        )
+        if len(values):
+            order = values.sort_values(["valid_acc", "trial"]).reset_index(drop=True)
+            chosen.append(order.loc[(len(order) - 1) // 2, "trial"])
+    return set(list(dict.fromkeys(chosen))[:IN_PAGE_SEARCHES])
+
+
+def mean_epochs(histories: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The epoch-by-epoch mean of several searches' α and β (the searches with the most common number of epochs)."""
+    lengths = [len(epochs) for epochs in histories]
+    common = max(set(lengths), key=lambda n: (lengths.count(n), n))
+    same = [epochs for epochs in histories if len(epochs) == common]
+    mean = []
+    for at in zip(*same):
+        row = dict(at[0])
+        for name in ("alphas_normal", "alphas_reduce", "betas_normal", "betas_reduce"):
+            if all(epoch.get(name) is not None for epoch in at):
+                row[name] = np.mean([epoch[name] for epoch in at], axis=0).tolist()
+        mean.append(row)
+    return mean
+
+
+def natural_sorted(keys: Any) -> list[str]:
+    """Trial keys in grid order whatever their width (``search-99`` before ``search-100``)."""
+    return sorted(keys, key=lambda key: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)])
+
+
+def _file_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "setting"
 
 
 PICTURES: tuple[PictureKind, ...] = (
@@ -147,8 +229,8 @@ PICTURES: tuple[PictureKind, ...] = (
 )
 
 
-def draw_pictures(results: StudyResults) -> dict[str, list[Picture]]:
-    """Every picture of the report, by section."""
+def report_pictures(results: StudyResults) -> dict[str, list[Picture]]:
+    """Every picture of the report, by section, not yet drawn (see :mod:`~orchestrator.report.picture_cache`)."""
     pictures: dict[str, list[Picture]] = {}
     for kind in PICTURES:
         pictures.setdefault(kind.section, []).extend(kind.draw(results))

@@ -7,6 +7,7 @@ Accuracies are fractions in the CSV files and percent in ``summary.md`` and ``re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -159,8 +160,21 @@ def write_reports(
         paths["genotypes"] = folder / "retrained_genotypes.csv"
         atomic_write_text(paths["genotypes"], genotypes.to_csv(index=False))
     markdown = summary_markdown(name, summary, selection, trials, comparisons, agreement, notes, findings)
-    atomic_write_text(paths["summary_md"], markdown)
+    if not _same_but_time(paths["summary_md"], markdown):  # an unchanged summary keeps its time (and is not logged)
+        atomic_write_text(paths["summary_md"], markdown)
     return paths
+
+
+_STAMP = re.compile(r"Written \d{4}-\d\d-\d\d \d\d:\d\d UTC")
+
+
+def _same_but_time(path: Path, text: str) -> bool:
+    """Whether the file at ``path`` holds ``text``, but for the time it was written."""
+    try:
+        old = path.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return _STAMP.sub("", old) == _STAMP.sub("", text)
 
 
 STAGE_TIME_NOTE = (

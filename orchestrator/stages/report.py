@@ -1,6 +1,7 @@
 """The report stage: the tables, pictures and ``report.html`` (see :mod:`orchestrator.report`), logged to
-the study's MLflow run. It runs on every resume (the report is rebuilt and logged again); its summary
-metrics are logged once."""
+the study's MLflow run. It runs on every resume: the report is rebuilt from the folder, but only the pictures
+whose data changed are drawn again and only the files that changed are logged again; its summary metrics
+are logged once."""
 
 from __future__ import annotations
 
@@ -33,7 +34,12 @@ class ReportStage:
         client, parent = context.tracker.client, context.parent_run
         if not study.done(self.name):
             log_summary_metrics(client, parent, summary_metrics(read_table(paths["summary"])))
-        log_study_report(client, parent, folder, paths)
+        logged = log_study_report(client, parent, folder, paths)
+        say(
+            f"  MLflow: {logged} changed report files logged"
+            if logged
+            else "  MLflow: the report logged earlier is current"
+        )
         if not study.done(self.name):
             study.mark_done(self.name)
         say((folder / "summary.md").read_text(encoding="utf-8"))
