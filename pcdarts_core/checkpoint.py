@@ -59,12 +59,17 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", data: bytes | None = None
+) -> dict[str, Any]:
+    """The state saved at ``path`` (or, given ``data``, the file's bytes, read elsewhere: ``path`` then only names
+    it), loaded with ``weights_only=True``; a missing, truncated or foreign file is one line naming it."""
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise UserInputError(f"checkpoint {path}: no such file; give the checkpoint.pt a search wrote")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        source = path if data is None else io.BytesIO(data)
+        state = torch.load(source, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
         reason = " ".join(f"{type(err).__name__}: {err}".split())[:300]
         raise UserInputError(

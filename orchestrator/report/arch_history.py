@@ -11,7 +11,6 @@ pyarrow opens (``s3://…``); checkpoints are loaded with ``weights_only``.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,8 +46,8 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def _latest_checkpoint(storage_path: str, trial_folder: str, into: Path) -> Path | None:
-    """Copy the trial's newest ``checkpoint_*/checkpoint.pt`` from the Tune storage into ``into``."""
+def _latest_checkpoint(storage_path: str, trial_folder: str) -> tuple[str, bytes] | None:
+    """The trial's newest ``checkpoint_*/checkpoint.pt`` in the Tune storage: its path there and its bytes."""
     import pyarrow.fs as pafs
 
     filesystem, root = pafs.FileSystem.from_uri(storage_path)
@@ -62,15 +61,13 @@ def _latest_checkpoint(storage_path: str, trial_folder: str, into: Path) -> Path
     source = f"{folders[-1]}/{CHECKPOINT}"
     if filesystem.get_file_info(source).type != pafs.FileType.File:
         return None
-    target = into / f"{trial_folder.replace('/', '_')}.pt"
-    with filesystem.open_input_stream(source) as stream, open(target, "wb") as out:
-        out.write(stream.read())
-    return target
+    with filesystem.open_input_stream(source) as stream:
+        return source, stream.read()
 
 
-def extract_history(checkpoint: Path) -> list[dict[str, Any]]:
-    """The per-epoch :data:`EPOCH_FIELDS` of the search saved in ``checkpoint``."""
-    state = load_checkpoint(checkpoint)
+def extract_history(checkpoint: Path, data: bytes | None = None) -> list[dict[str, Any]]:
+    """The per-epoch :data:`EPOCH_FIELDS` of the search saved in ``checkpoint`` (or in ``data``, its bytes)."""
+    state = load_checkpoint(checkpoint, data=data)
     if state.get("kind") != "search":
         raise UserInputError(f"checkpoint {checkpoint}: not a search checkpoint")
     return [{name: _rounded(record.get(name)) for name in EPOCH_FIELDS} for record in state["history"]]
@@ -84,20 +81,18 @@ def save_arch_history(
     listed under ``missing`` with the reason, and the report shows it without its α/β pictures."""
     found: dict[str, Any] = {}
     missing: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="pcdarts-arch-") as tmp:
-        for trial in trials:
-            key = trial.key
-            try:
-                checkpoint = _latest_checkpoint(storage_path, f"{experiment}/{key}", Path(tmp))
-                if checkpoint is None:
-                    missing[key] = "no checkpoint in the Tune storage"
-                    continue
-                epochs = extract_history(checkpoint)
-                checkpoint.unlink()
-            except (OSError, UserInputError) as err:
-                missing[key] = " ".join(str(err).split())[:200]
+    for trial in trials:
+        key = trial.key
+        try:
+            latest = _latest_checkpoint(storage_path, f"{experiment}/{key}")
+            if latest is None:
+                missing[key] = "no checkpoint in the Tune storage"
                 continue
-            found[key] = {"setting": trial.setting, "seed": trial.seed, "epochs": epochs}
+            epochs = extract_history(Path(latest[0]), latest[1])
+        except (OSError, UserInputError) as err:
+            missing[key] = " ".join(str(err).split())[:200]
+            continue
+        found[key] = {"setting": trial.setting, "seed": trial.seed, "epochs": epochs}
     path = folder / ARCH_HISTORY_FILE
     document = {"primitives": list(PRIMITIVES), "trials": found, "missing": missing}
     atomic_write_text(path, json.dumps(document, separators=(",", ":")) + "\n")
