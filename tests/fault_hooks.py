@@ -5,6 +5,7 @@ Ray workers, with this folder on their ``PYTHONPATH``; see :func:`nan_hook_env`.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +15,31 @@ from orchestrator.stages.trainable import EPOCH_HOOK_ENV
 
 #: ``TRIAL_KEY:EPOCH``: the trial whose weights become NaN before that epoch.
 NAN_AT_ENV = "PCDARTS_TEST_NAN_AT"
+#: Seconds every trial waits before each of its epochs.
+PAUSE_ENV = "PCDARTS_TEST_EPOCH_PAUSE_S"
+
+
+def _hook_env(hook: str) -> dict[str, str]:
+    here = str(Path(__file__).resolve().parent)
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    return {EPOCH_HOOK_ENV: f"{Path(__file__).stem}:{hook}", "PYTHONPATH": path}
 
 
 def nan_hook_env(key: str, epoch: int) -> dict[str, str]:
     """The environment that makes trial ``key`` diverge in ``epoch`` (its loss NaN, so the core's own
     divergence check stops it)."""
-    here = str(Path(__file__).resolve().parent)
-    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-    return {
-        EPOCH_HOOK_ENV: f"{Path(__file__).stem}:poison_before_epoch",
-        NAN_AT_ENV: f"{key}:{epoch}",
-        "PYTHONPATH": path,
-    }
+    return {**_hook_env("poison_before_epoch"), NAN_AT_ENV: f"{key}:{epoch}"}
+
+
+def pause_hook_env(seconds: float) -> dict[str, str]:
+    """The environment that makes every trial wait ``seconds`` before each epoch: trials of a tiny study then
+    last long enough for a test to stop the study while some run (warm workers start them at once)."""
+    return {**_hook_env("pause_before_epoch"), PAUSE_ENV: str(seconds)}
+
+
+def pause_before_epoch(key: str, run: Any) -> None:
+    """The epoch hook: wait ``PAUSE_ENV`` seconds."""
+    time.sleep(float(os.environ.get(PAUSE_ENV, "0")))
 
 
 @torch.no_grad()

@@ -440,7 +440,7 @@ def test_a_grid_of_thousands_is_built_fast_and_its_keys_sort_in_grid_order():
 
     started = time.perf_counter()
     plan = StudyPlan.from_spec(parse_spec(spec_with(search__seed=list(range(1250)))))  # x 4 settings
-    assert time.perf_counter() - started < 3  # linear: ~0.1 s here
+    assert time.perf_counter() - started < 1  # linear: ~0.1 s here
     keys = [point.key for point in plan.grid]
     assert len(keys) == 5000 and keys[0] == "search-0001" and keys[-1] == "search-5000"
     assert sorted(keys) == keys  # padded to the grid's width, so search-1000 sorts after search-0999

@@ -150,6 +150,20 @@ def test_report_renders_in_chromium(built):
     assert (pixels[:, :, :3] < 0.5).any(axis=2).mean() > 0.01  # dark ink on a good share of the page
 
 
+def test_a_rebuilt_report_draws_and_rewrites_nothing(built):
+    folder, first = built
+    assert "drawn, 0 unchanged)" in first
+
+    def written() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in [*folder.glob("report_figures/*.png"), folder / "report.html"]}
+
+    before = written()
+    again = _report(folder, "--no-mlflow")
+    assert again.returncode == 0, again.stderr
+    assert "(0 drawn, 18 unchanged)" in again.stdout and "report.html (unchanged)" in again.stdout
+    assert written() == before
+
+
 def test_not_a_finished_study_exits_2_with_one_line(tmp_path):
     unfinished = tmp_path / "unfinished"
     shutil.copytree(FIXTURE, unfinished)
@@ -184,10 +198,19 @@ def test_report_logged_to_the_study_mlflow_run(built, tmp_path):
     paths = {name: folder / name for name in ("summary.csv", "summary.md", "comparisons.csv", REPORT_FILE)}
     lines: list[str] = []
     log_report_to_study_run(folder, state, {**paths, "figures": folder / FIGURES_DIR}, lines.append)
-    assert lines == [f"  MLflow: logged to run {run} at {uri}"]
+    pictures = len(list((folder / FIGURES_DIR).glob("*.png")))
+    files = len(paths) + 3 + pictures  # and selection.csv, spec.yaml, arch_history.json
+    assert lines == [f"  MLflow: {files} changed files logged to run {run} at {uri}"]
     logged = {a.path for a in client.list_artifacts(run)}
     assert {REPORT_FILE, "summary.csv", "comparisons.csv", "spec.yaml", "arch_history.json", FIGURES_DIR} <= logged
-    assert f"{FIGURES_DIR}/accuracy.png" in {a.path for a in client.list_artifacts(run, FIGURES_DIR)}
+    figures = {a.path for a in client.list_artifacts(run, FIGURES_DIR)}
+    assert f"{FIGURES_DIR}/accuracy.png" in figures and len(figures) == pictures
+    # logged again unchanged: nothing is sent; a changed file alone is
+    log_report_to_study_run(folder, state, {**paths, "figures": folder / FIGURES_DIR}, lines.append)
+    assert lines[-1] == f"  MLflow: 0 changed files logged to run {run} at {uri}"
+    (folder / "summary.md").write_text((folder / "summary.md").read_text() + "\nedited\n")
+    log_report_to_study_run(folder, state, {**paths, "figures": folder / FIGURES_DIR}, lines.append)
+    assert lines[-1] == f"  MLflow: 1 changed files logged to run {run} at {uri}"
     # the fixture's own store does not exist: said, and nothing is created
     log_report_to_study_run(folder, StudyState.read(FIXTURE), paths, lines.append)
     assert "does not exist; nothing logged" in lines[-1] and not Path("/nonexistent").exists()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from fault_hooks import pause_hook_env
 from study_helpers import RAY_AGENTS, driver, finish, finished, kill_driver, result_rows, trial_results, wait_for
 
 from orchestrator.stages.rows import TRIAL_COLUMNS
@@ -106,8 +107,10 @@ def test_study_killed_interrupted_and_resumed(tmp_path, ray_env):
     args = [str(spec_file), "--out", str(folder)]
     resume = [*args, "--resume"]
 
-    # 1. the driver SIGKILLed once a search trial has finished (and Tune has gone on after it)
-    first = driver(args, ray_env, tmp_path, tmp_path / "run1.log")
+    # 1. the driver SIGKILLed once a search trial has finished (and Tune has gone on after it); every epoch waits
+    # a second first, so that some trials are still running then
+    paced = {**ray_env, **pause_hook_env(1.0)}
+    first = driver(args, paced, tmp_path, tmp_path / "run1.log")
     try:
         done = wait_for(lambda: _done(folder, "search"), first, 300, "finished search trial")
         rows = _rows(folder)
@@ -138,7 +141,7 @@ def test_study_killed_interrupted_and_resumed(tmp_path, ray_env):
     assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
 
     # 3. resumed, and the driver SIGKILLed again once a retrain trial has finished
-    third = driver(resume, ray_env, tmp_path, tmp_path / "run3.log")
+    third = driver(resume, paced, tmp_path, tmp_path / "run3.log")
     try:
         wait_for(lambda: _done(folder, "retrain"), third, 400, "finished retrain trial")
         rows = _rows(folder)
