@@ -24,7 +24,7 @@ from torchvision.ops import stochastic_depth
 
 from .errors import ConfigError
 from .genotype import Genotype
-from .operations import build_op, cell_preprocessing
+from .operations import build_op, cell_preprocessing, conv_stem, imagenet_stems
 
 
 class Cell(nn.Module):
@@ -183,7 +183,7 @@ class NetworkCIFAR(_Network):
     AUX_BN = True
 
     def _build_stems(self, in_channels: int, C: int) -> int:
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 3 * C, 3, padding=1, bias=False), nn.BatchNorm2d(3 * C))
+        self.stem = conv_stem(in_channels, 3 * C)
         return 3 * C
 
     def _stems(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,18 +202,7 @@ class NetworkImageNet(_Network):
     def _build_stems(self, in_channels: int, C: int) -> int:
         if C % 2:
             raise ConfigError("init_channels", C, "the ImageNet stem halves C in its first convolution; use an even C")
-        self.stem0 = nn.Sequential(
-            nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C // 2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C),
-        )
-        self.stem1 = nn.Sequential(
-            nn.ReLU(inplace=False),  # stem0's output is also the first cell's older input
-            nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C),
-        )
+        self.stem0, self.stem1 = imagenet_stems(in_channels, C)
         return C
 
     def _stems(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

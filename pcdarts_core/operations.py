@@ -3,7 +3,9 @@
 Their names, in the column order of α, are :data:`~pcdarts_core.search_space.PRIMITIVES`.
 ``build_op`` makes one operation for a given channel count and stride. ``affine`` is False
 inside the supernet (the DARTS convention: the BN layers of the search have no learnable
-scale/shift) and True in networks built from a genotype.
+scale/shift) and True in networks built from a genotype. The layers before the first cell
+(:func:`conv_stem`, :func:`imagenet_stems`) and the cells' input preprocessing
+(:func:`cell_preprocessing`) are shared by the supernet and the networks built from a genotype.
 """
 
 from __future__ import annotations
@@ -137,3 +139,30 @@ def cell_preprocessing(
     else:
         first = ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=affine)
     return first, ReLUConvBN(c_prev, channels, 1, 1, 0, affine=affine)
+
+
+def conv_stem(in_channels: int, channels: int) -> nn.Sequential:
+    """The CIFAR stem: a 3x3 convolution to ``channels`` and an affine BatchNorm, at the input's resolution."""
+    return nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+
+
+def imagenet_stems(in_channels: int, channels: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The ImageNet stems, three stride-2 3x3 convolutions in all (224x224 in, 28x28 out), as two modules:
+    ``stem0`` (conv to ``channels // 2``, BN, ReLU, conv to ``channels``, BN; a quarter of the input's size)
+    and ``stem1`` (ReLU, conv, BN; half of that). The first cell reads both: ``stem0``'s output through a
+    factorized reduce, ``stem1``'s as it is. Every BatchNorm is affine."""
+    if channels % 2:
+        raise ValueError(f"imagenet_stems: the first convolution halves {channels} channels; use an even number")
+    stem0 = nn.Sequential(
+        nn.Conv2d(in_channels, channels // 2, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(channels // 2),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(channels),
+    )
+    stem1 = nn.Sequential(
+        nn.ReLU(inplace=False),  # stem0's output is also the first cell's older input
+        nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(channels),
+    )
+    return stem0, stem1

@@ -5,6 +5,10 @@ through :func:`node_edge_slices`): node ``i`` has ``i + 2`` incoming edges, one
 from each earlier state (the two cell inputs, then nodes ``0..i-1``), and the
 edges of all nodes are stored one node after the other. With 4 nodes that makes
 2 + 3 + 4 + 5 = 14 edges, the rows of ``alphas_*`` and the entries of ``betas_*``.
+
+The CIFAR and the ImageNet supernets are one :class:`SearchNetwork`: they differ only in the
+stem (:mod:`pcdarts_core.operations`) and in the first cell reading the ImageNet stem's older,
+twice as large output through a factorized reduce.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from torch import nn
 
 from .errors import ConfigError
 from .genotype import Edge, Genotype
-from .operations import build_op, cell_preprocessing
+from .operations import build_op, cell_preprocessing, conv_stem, imagenet_stems
 from .search_space import PRIMITIVES, check_supernet_shape
 
 ChannelSelection = Literal["first", "random"]
+NetworkName = Literal["cifar", "imagenet"]
 _NONE = PRIMITIVES.index("none")
 
 
@@ -156,7 +161,14 @@ class SearchCell(nn.Module):
 
 
 class SearchNetwork(nn.Module):
-    """The PC-DARTS supernet for CIFAR-sized images.
+    """The PC-DARTS supernet.
+
+    ``network="cifar"``: a 3x3 conv stem to ``stem_multiplier * C`` channels at the input's
+    resolution, as the authors' ``model_search.py``. ``network="imagenet"``: the stems of their
+    ``model_search_imagenet.py``, three stride-2 3x3 convs to ``stem_multiplier * C`` channels
+    (which must be even; 224x224 in, 28x28 into the first cell), whose first cell reads the
+    older input, ``stem0``'s 56x56 output, through a factorized reduce. Cells, edges, α/β and
+    the genotype are the same for both.
 
     Reduction cells sit at ``layers // 3`` and ``2 * layers // 3``. ``k`` must divide
     ``C``; ``k == 1`` is DARTS. With ``edge_norm=False`` the β parameters exist (so
@@ -176,6 +188,7 @@ class SearchNetwork(nn.Module):
         multiplier: int = 4,
         stem_multiplier: int = 3,
         channel_selection: ChannelSelection = "first",
+        network: NetworkName = "cifar",
     ) -> None:
         super().__init__()
         check_supernet_shape(C=C, k=k, layers=layers, steps=steps, multiplier=multiplier)
@@ -186,12 +199,14 @@ class SearchNetwork(nn.Module):
         self.C, self.k, self.layers, self.steps, self.multiplier = C, k, layers, steps, multiplier
         self.edge_norm = edge_norm
         self.num_classes = num_classes
+        self.network = network
 
         c_stem = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        # True for the ImageNet stem: the first cell's older input is twice the size of its other one.
+        reduction_prev = self._build_stems(in_channels, c_stem)
         c_prev_prev, c_prev, c_cell = c_stem, c_stem, C
         reduction_at = {layers // 3, 2 * layers // 3}
-        cells, reduction_prev = [], False
+        cells = []
         for i in range(layers):
             reduction = i in reduction_at
             if reduction:
@@ -212,6 +227,30 @@ class SearchNetwork(nn.Module):
         self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(edges, n_ops))
         self.betas_normal = nn.Parameter(1e-3 * torch.randn(edges))
         self.betas_reduce = nn.Parameter(1e-3 * torch.randn(edges))
+
+    def _build_stems(self, in_channels: int, channels: int) -> bool:
+        """Create the stem of ``self.network``; return whether it halves the first cell's older input."""
+        if self.network == "cifar":
+            self.stem = conv_stem(in_channels, channels)
+            return False
+        if self.network != "imagenet":
+            raise ConfigError("network", self.network, "use 'cifar' (3x3 conv stem) or 'imagenet' (stride-2 stems)")
+        if channels % 2:
+            raise ConfigError(
+                "init_channels",
+                self.C,
+                f"the ImageNet stem halves its stem_multiplier x C = {channels} channels; use an even init_channels",
+            )
+        self.stem0, self.stem1 = imagenet_stems(in_channels, channels)
+        return True
+
+    def _stems(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first cell's two inputs."""
+        if self.network == "cifar":
+            s = self.stem(x)
+            return s, s
+        s0 = self.stem0(x)
+        return s0, self.stem1(s0)
 
     # --- parameters -------------------------------------------------------------
     ARCH_NAMES = ("alphas_normal", "alphas_reduce", "betas_normal", "betas_reduce")
@@ -252,7 +291,7 @@ class SearchNetwork(nn.Module):
                 False: edge_normalization(self.betas_normal, self.steps),
                 True: edge_normalization(self.betas_reduce, self.steps),
             }
-        s0 = s1 = self.stem(x)
+        s0, s1 = self._stems(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, op_weights[cell.reduction], edge_weights[cell.reduction])
         return self.classifier(self.global_pooling(s1).flatten(1))
