@@ -30,7 +30,12 @@ class ArchitectureBudgetWarning(UserWarning):
 
 def weight_images(config: SearchConfig, train_images: int) -> int:
     """Images in the half of the training set that trains the weights (as
-    :func:`~pcdarts_core.runner.split_training_set` splits it): one architecture step per batch of them."""
+    :func:`~pcdarts_core.runner.split_training_set` splits it; with ``data_split="folders"``,
+    ``train_images`` is the train/ folder, all of it or ``train_subset``'s share of it): one architecture
+    step per batch of them."""
+    if config.data_split == "folders":
+        share = train_images if config.train_subset is None else round(config.train_subset * config.train_portion)
+        return min(share, train_images)
     if config.train_subset is not None and config.train_subset < train_images:
         return round(config.train_subset * config.train_portion)
     return round(train_images * config.train_portion)

@@ -12,7 +12,8 @@ The first-order pass runs as the search is configured (``logits_of``: autocast, 
 The second order always runs its passes in float32 on the plain model: its finite-difference
 passes move the weights by about 1e-5, far below bf16's resolution (about 4e-4 near 0.1), and
 measured against float32 its bf16 gradient pointed elsewhere (cosine 0.4 to 0.9). α/β, their
-gradients and Adam's state stay float32 whatever the precision.
+gradients and Adam's state stay float32 whatever the precision. With ``arch_grad_clip`` the
+α/β gradient's norm is clipped before the Adam update (the authors' ImageNet search clips at 5).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Architect:
         self.order = config.order
         self.momentum = config.momentum
         self.weight_decay = config.weight_decay
+        self.grad_clip = config.arch_grad_clip
         self.optimizer = torch.optim.Adam(
             model.arch_parameters(),
             lr=config.arch_lr,
@@ -75,6 +77,8 @@ class Architect:
             grads = self._unrolled_grads(x_train, y_train, x_valid, y_valid, lr, weight_optimizer)
         for p, g in zip(params, grads):
             p.grad = g
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 

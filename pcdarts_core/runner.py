@@ -7,7 +7,7 @@ and :class:`~pcdarts_core.train.Training` only add their own model, optimisers
 and epoch. A checkpoint holds everything a run depends on (model, optimisers, data
 split, RNG states, history), so a resumed run continues exactly where it stopped.
 It is typed against the two settings and record classes, which declare what it reads
-(``epochs``, ``batch_size``, ``cutout``; ``to_dict``) each with its own defaults.
+(``epochs``, ``batch_size``, ``augment``, ``cutout``; ``to_dict``) each with its own defaults.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunSettings, SearchConfig, TrainConfig
-from .data import DatasetBundle, DeviceBatches, load_dataset, split_indices
+from .data import DatasetBundle, DeviceBatches, ImageTensors, load_dataset, split_indices
 from .devices import resolve_device
 from .errors import Diverged, UserInputError
 from .records import EpochRecord, TrainRecord
@@ -90,11 +90,15 @@ class EpochRunner(Generic[ConfigT, RecordT]):
 
     # --- data -----------------------------------------------------------------------
     def _place_training_split(self, split: dict[str, torch.Tensor]) -> None:
-        """Hold the given index sets of the training images on the device, as named parts."""
+        """Hold the given index sets of the training images (:meth:`_split_source`) on the device, as named parts."""
         self.split = dict(split)
-        images, labels = self.data.train.images, self.data.train.labels
         for name, idx in self.split.items():
-            self._parts[name] = (images[idx].to(self.device), labels[idx].to(self.device))
+            source = self._split_source(name)
+            self._parts[name] = (source.images[idx].to(self.device), source.labels[idx].to(self.device))
+
+    def _split_source(self, part: str) -> ImageTensors:
+        """The images a part of the split indexes: the training set (a search may take one part elsewhere)."""
+        return self.data.train
 
     def _batches(
         self, part: str, *, augment: bool, shuffle: bool, stream: int, pass_: int = 0, drop_last: bool = False
@@ -110,6 +114,7 @@ class EpochRunner(Generic[ConfigT, RecordT]):
             mean=self.data.mean,
             std=self.data.std,
             augment=augment,
+            augment_style=self.config.augment,
             cutout=self.config.cutout if augment else 0,
             shuffle=shuffle,
             drop_last=drop_last,
@@ -247,15 +252,19 @@ def _check_checkpoint(state: dict[str, Any], kind: str, expected_format: int) ->
 
 def data_facts(data: DatasetBundle) -> dict[str, Any]:
     """What identifies the training data: name, size, and a hash of the labels and of a sample of the images."""
-    train = data.train
-    digest = hashlib.sha1(train.labels.numpy().tobytes())
-    digest.update(train.images[:: max(1, len(train) // 256)].contiguous().numpy().tobytes())
     return {
         "name": data.name,
-        "train_images": len(train),
+        "train_images": len(data.train),
         "num_classes": data.num_classes,
-        "fingerprint": digest.hexdigest(),
+        "fingerprint": fingerprint(data.train),
     }
+
+
+def fingerprint(split: ImageTensors) -> str:
+    """A hash of a split's labels and of a sample of its images."""
+    digest = hashlib.sha1(split.labels.numpy().tobytes())
+    digest.update(split.images[:: max(1, len(split) // 256)].contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def split_training_set(n: int, portion: float, seed: int, subset: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,5 +273,19 @@ def split_training_set(n: int, portion: float, seed: int, subset: int | None) ->
     first, rest = split_indices(n, portion, seed)
     if subset is not None and subset < n:
         keep = round(subset * portion)
+        first, rest = first[:keep], rest[: subset - keep]
+    return first, rest
+
+
+def split_given(
+    n_first: int, n_rest: int, portion: float, seed: int, subset: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split that is given (two folders of ``n_first`` and ``n_rest`` images): the indices of each, in a
+    seeded random order. With ``subset``, only that many images are used: a share ``portion`` of them
+    from the first, the rest from the second (as far as each has images)."""
+    gen = torch.Generator().manual_seed(seed)
+    first, rest = torch.randperm(n_first, generator=gen), torch.randperm(n_rest, generator=gen)
+    if subset is not None and subset < n_first + n_rest:
+        keep = min(round(subset * portion), n_first)
         first, rest = first[:keep], rest[: subset - keep]
     return first, rest

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from ..checkpoint import atomic_write_text
-from ..config import SearchConfig
+from ..config import SEARCH_PROTOCOLS, SearchConfig
+from ..errors import UserInputError
 from ..outputs import CHECKPOINT, write_config, write_genotype
 from ..records import EpochRecord, records_csv
 from ..search import Search
@@ -29,6 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pcdarts_core.search",
         description="Run one PC-DARTS architecture search (defaults: the paper's CIFAR-10 protocol).",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=tuple(SEARCH_PROTOCOLS),
+        help="the published search whose settings are the defaults (cifar: the CIFAR-10 search; imagenet: the "
+        "ImageNet search of train_search_imagenet.py, K=2, 50 epochs of batch 1024, lr 0.5 with 5 warm-up epochs, "
+        "on the train/ and val/ folders of python -m pcdarts_core.data.subset); the flags below override single "
+        "settings (default: cifar)",
     )
     add_run_arguments(parser, "search", Search.RESUMABLE_CHANGES)
     add_config_arguments(parser, SearchConfig, "search settings")
@@ -51,6 +60,12 @@ def _describe(record: EpochRecord, epochs: int) -> str:
     )
 
 
+def _resume(args: argparse.Namespace, checkpoint: Path, overrides: dict) -> Search:
+    if args.protocol is not None:
+        raise UserInputError("--protocol: a resumed search keeps the settings of its checkpoint; leave --protocol out")
+    return Search.resume(checkpoint, **overrides)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = config_overrides(args, SearchConfig)
@@ -59,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out,
         args.resume,
         "search",
-        resume_from=lambda checkpoint: Search.resume(checkpoint, **overrides),
-        start=lambda: Search(SearchConfig(**overrides)),
+        resume_from=lambda checkpoint: _resume(args, checkpoint, overrides),
+        start=lambda: Search(SearchConfig.protocol(args.protocol or "cifar", **overrides)),
     )
     if search.done:
         print(

@@ -9,7 +9,7 @@ from pcdarts_core.lazy_exports import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        ".augment": ("cutout", "normalize", "random_crop", "random_hflip"),
+        ".augment": ("cutout", "normalize", "random_crop", "random_hflip", "random_resized_crop"),
         ".batches": ("DeviceBatches", "split_indices"),
         ".datasets": ("DatasetBundle", "ImageTensors", "dataset_shape", "load_dataset"),
         ".idx": ("read_idx", "read_idx_images", "read_idx_labels"),

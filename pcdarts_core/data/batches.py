@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from pcdarts_core.data.augment import cutout as _cutout
-from pcdarts_core.data.augment import normalize, random_crop, random_hflip
+from pcdarts_core.data.augment import normalize, random_crop, random_hflip, random_resized_crop
 from pcdarts_core.errors import ConfigError, DataError
 
 __all__ = ["DeviceBatches", "split_indices"]
@@ -28,7 +28,9 @@ class DeviceBatches:
 
     Each pass (``iter``) visits every sample once, in an order drawn from
     ``generator`` when ``shuffle``; the generator also drives augmentation, so
-    equal seeds give equal batches.
+    equal seeds give equal batches. With ``augment``, ``augment_style`` "cifar" crops at a
+    random offset after zero padding by ``padding``, "imagenet" takes a random-resized crop;
+    both then flip, normalise and apply ``cutout``.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class DeviceBatches:
         mean: Sequence[float],
         std: Sequence[float],
         augment: bool,
+        augment_style: str = "cifar",
         cutout: int = 0,
         padding: int = 4,
         shuffle: bool = True,
@@ -48,6 +51,8 @@ class DeviceBatches:
     ) -> None:
         _check_tensors(images, labels)
         _check_options(batch_size, cutout, padding, len(mean), len(std), images.shape[1])
+        if augment_style not in ("cifar", "imagenet"):
+            raise ConfigError("augment", augment_style, "use 'cifar' (padded random crop) or 'imagenet' (resized crop)")
         self.images = images
         self.labels = labels.to(device=images.device, dtype=torch.long)
         self.batch_size = batch_size
@@ -55,6 +60,7 @@ class DeviceBatches:
         self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32, device=images.device)
         self.std = torch.tensor([float(s) for s in std], dtype=torch.float32, device=images.device)
         self.augment = augment
+        self.augment_style = augment_style
         self.cutout = cutout
         self.padding = padding
         self.shuffle = shuffle
@@ -87,7 +93,10 @@ class DeviceBatches:
         """Augment (if enabled) and normalise one uint8 batch."""
         if not self.augment:
             return normalize(x, self.mean, self.std)
-        x = random_crop(x, self.padding, self.generator)
+        if self.augment_style == "imagenet":
+            x = random_resized_crop(x, self.generator)
+        else:
+            x = random_crop(x, self.padding, self.generator)
         x = random_hflip(x, self.generator)
         x = normalize(x, self.mean, self.std)
         if self.cutout > 0:

@@ -150,6 +150,7 @@ def probe_peak_memory(
         search_config = config.replace(
             epochs=2,
             warmup_epochs=0,
+            lr_warmup_epochs=0,
             compile=False,
             device=device,
             train_subset=min(len(data.train), 2 * batch * steps),
@@ -165,7 +166,10 @@ def probe_peak_memory(
     measured = measure_epochs(run, epochs=2)
     image_bytes = data.in_channels * data.image_size**2 + 8  # uint8 pixels and an int64 label
     used = sum(len(idx) for idx in run.split.values())
-    wanted = len(data.train) if config.train_subset is None else min(config.train_subset, len(data.train))
+    # A search with data_split="folders" holds its architecture half from the test split (val/).
+    valid_folder = data.test if isinstance(config, SearchConfig) and config.data_split == "folders" else None
+    available = len(data.train) + (len(valid_folder) if valid_folder is not None else 0)
+    wanted = available if config.train_subset is None else min(config.train_subset, available)
     left_off = max(0, wanted - used) * image_bytes
     return {
         "peak_reserved_bytes": measured.peak_reserved_bytes,

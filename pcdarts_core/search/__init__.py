@@ -29,12 +29,12 @@ from ..activation_memory import activation_bytes_per_image
 from ..arch_budget import ArchitectureBudgetWarning, budget_warning
 from ..architect import Architect
 from ..config import SearchConfig
-from ..data import DatasetBundle, DeviceBatches
+from ..data import DatasetBundle, DeviceBatches, ImageTensors
 from ..devices import peak_memory_bytes, reset_peak_memory
-from ..errors import Diverged, UserInputError
+from ..errors import DataError, Diverged, UserInputError
 from ..genotype import Genotype
 from ..records import EpochRecord
-from ..runner import EpochRunner, StepCallback, Totals, split_training_set
+from ..runner import EpochRunner, StepCallback, Totals, fingerprint, split_given, split_training_set
 from ..schedules import learning_rate
 from ..speed import check_memory_format, full_precision, load_optimizer_state, optimizer_kernels, speed_options
 from ..supernet import SearchNetwork
@@ -81,8 +81,12 @@ def search_step(
 
 
 def cosine_factor(epoch: int, config: SearchConfig) -> float:
-    """Weight learning rate at ``epoch`` as a multiple of ``config.lr``: cosine from lr to lr_min."""
-    return learning_rate(epoch, lr=config.lr, lr_min=config.lr_min, epochs=config.epochs) / config.lr
+    """Weight learning rate at ``epoch`` as a multiple of ``config.lr``: cosine from lr to lr_min, scaled by
+    ``(epoch + 1) / lr_warmup_epochs`` in the first ``lr_warmup_epochs`` epochs (none by default)."""
+    rate = learning_rate(
+        epoch, lr=config.lr, lr_min=config.lr_min, epochs=config.epochs, warmup_epochs=config.lr_warmup_epochs
+    )
+    return rate / config.lr
 
 
 class Search(EpochRunner[SearchConfig, EpochRecord]):
@@ -118,6 +122,7 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
             multiplier=config.multiplier,
             stem_multiplier=config.stem_multiplier,
             channel_selection=config.channel_selection,
+            network=config.network,
         ).to(self.device, memory_format=self.speed.memory_format)
         # The module that runs the forward passes; self.model stays the plain one (checkpoints, genotype).
         self._forward = torch.compile(self.model) if config.compile else self.model
@@ -130,17 +135,19 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
             **kernels,
         )
         self.architect = Architect(self.model, config, optimizer_options=kernels)
-        train_idx, valid_idx = split_training_set(
-            len(data.train), config.train_portion, config.seed, config.train_subset
-        )
-        if len(train_idx) == 0 or len(valid_idx) == 0:
-            raise UserInputError(
-                f"train_portion={config.train_portion}: leaves an empty half of the {len(data.train)} training images "
-                f"(train_subset={config.train_subset}); use more images or a portion nearer 0.5"
-            )
+        train_idx, valid_idx = _halves(config, data)
+        if data.test is not None and config.data_split == "folders":
+            # The architecture half's images identify the data too: a resume must find the same ones.
+            self._data_facts = {**self._data_facts, "valid_images": len(data.test), "valid": fingerprint(data.test)}
         self._place_training_split({"train": train_idx, "valid": valid_idx})
         if (message := budget_warning(config, len(data.train))) is not None:
             warnings.warn(message, ArchitectureBudgetWarning, stacklevel=2)
+
+    def _split_source(self, part: str) -> ImageTensors:
+        if part == "valid" and self.config.data_split == "folders":
+            assert self.data.test is not None  # checked by _halves
+            return self.data.test
+        return self.data.train
 
     # --- running ------------------------------------------------------------------
     def genotype(self) -> Genotype:
@@ -248,6 +255,29 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         self.model.load_state_dict(state["model"])
         load_optimizer_state(self.weight_optimizer, state["weight_optimizer"])
         load_optimizer_state(self.architect.optimizer, state["arch_optimizer"])
+
+
+def _halves(config: SearchConfig, data: DatasetBundle) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight half and the architecture half: a seeded split of the training images, or with
+    ``data_split="folders"`` the training images and the test split (an image folder's train/ and val/)."""
+    if config.data_split == "folders":
+        if data.test is None:
+            raise DataError(
+                f"data_split='folders': {config.data_root or data.name} has no val/ (or test/) folder for the "
+                "architecture half; give a root with train/ and val/ (python -m pcdarts_core.data.subset writes "
+                "one) or use data_split='random'"
+            )
+        halves = split_given(len(data.train), len(data.test), config.train_portion, config.seed, config.train_subset)
+        where = f"train/ ({len(data.train)} images) and val/ ({len(data.test)})"
+    else:
+        halves = split_training_set(len(data.train), config.train_portion, config.seed, config.train_subset)
+        where = f"the {len(data.train)} training images"
+    if min(len(h) for h in halves) == 0:
+        raise UserInputError(
+            f"train_portion={config.train_portion}: leaves an empty half of {where} "
+            f"(train_subset={config.train_subset}); use more images or a portion nearer 0.5"
+        )
+    return halves
 
 
 def _cycle(make: Callable[[int], DeviceBatches]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
