@@ -21,6 +21,7 @@ ENTRY_MODULES = (
     "pcdarts_core.cli.train",
     "pcdarts_core.cli.probe",
     "pcdarts_core.cli.show_genotype",
+    "pcdarts_core.data.subset",
 )
 
 

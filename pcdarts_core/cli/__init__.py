@@ -4,7 +4,9 @@
 * :mod:`pcdarts_core.cli.search`: one search (``python -m pcdarts_core.search``);
 * :mod:`pcdarts_core.cli.train`: one retraining of a genotype (``python -m pcdarts_core.train``);
 * :mod:`pcdarts_core.cli.show_genotype`: check and print a genotype (``python -m pcdarts_core.show_genotype``);
-* :mod:`pcdarts_core.cli.probe`: the peak GPU memory of one trial, as JSON (``python -m pcdarts_core.probe``).
+* :mod:`pcdarts_core.cli.probe`: the peak GPU memory of one trial, as JSON (``python -m pcdarts_core.probe``);
+* :mod:`pcdarts_core.data.subset`: a per-class sample of an image folder for the ImageNet search
+  (``python -m pcdarts_core.data.subset``), a data tool kept with the data.
 
 Each command also runs as ``python -m pcdarts_core.cli.<command>``. The short forms follow one rule: a
 module named for a thing holds that thing. The packages :mod:`pcdarts_core.search`,
