@@ -17,7 +17,7 @@ from ray import tune
 from orchestrator.report.html import ReportContent, write_report
 from orchestrator.report.picture_cache import INDEX, resolve_pictures
 from orchestrator.report.pictures import IN_PAGE_SEARCHES, Picture, arch_pictures, mean_epochs, natural_sorted
-from orchestrator.stages.checkpoints import CheckpointPruner, snapshot_period_s
+from orchestrator.stages.checkpoints import CheckpointPruner, keep_newest_checkpoints, tune_environment
 from orchestrator.study_state import StageTime
 
 
@@ -33,45 +33,55 @@ def _left(trial_dir: Path) -> list[str]:
     return sorted(p.name for p in trial_dir.iterdir())
 
 
-def test_checkpoints_are_deleted_only_behind_a_written_snapshot(tmp_path):
+def test_checkpoints_are_deleted_only_two_snapshots_behind(tmp_path):
     pruner = CheckpointPruner()
     trial_dir = tmp_path / "search-001"
-    trial = SimpleNamespace(trial_id="t1", checkpoint=None)
+    trial = SimpleNamespace(trial_id="t1")
     leftover = _checkpoint(trial_dir, 0)  # from an earlier session of the experiment: not seen by this pruner
-    for index in (1, 2):
-        trial.checkpoint = _checkpoint(trial_dir, index)
-        pruner.on_checkpoint(0, [trial], trial, trial.checkpoint)
-    pruner.get_state()  # snapshot 1 names checkpoint 2: nothing can go yet (it may not be written)
-    assert _left(trial_dir) == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
-    for index in (3, 4):
-        trial.checkpoint = _checkpoint(trial_dir, index)
-        pruner.on_checkpoint(0, [trial], trial, trial.checkpoint)
-    pruner.get_state()  # snapshot 2: what is older than snapshot 1's checkpoint goes (of those seen)
+
+    def checkpoint(index: int) -> tune.Checkpoint:
+        saved = _checkpoint(trial_dir, index)
+        pruner.on_checkpoint(0, [trial], trial, saved)
+        return saved
+
+    checkpoint(1)
+    pruner.get_state()  # snapshot 1 names checkpoint 1: it may not be uploaded yet, nothing goes
+    checkpoint(2)
+    pruner.get_state()  # snapshot 2 names 2; snapshot 1's upload may still run (Tune then skips 2's)
+    checkpoint(3)
+    assert _left(trial_dir) == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002", "checkpoint_000003"]
+    pruner.get_state()  # snapshot 3: snapshot 1 had a whole period to reach the storage; older than 1 goes
+    assert _left(trial_dir) == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002", "checkpoint_000003"]
+    checkpoint(4)
+    pruner.get_state()  # snapshot 4: older than what snapshot 2 named (2) goes, of those this session saw
     assert _left(trial_dir) == ["checkpoint_000000", "checkpoint_000002", "checkpoint_000003", "checkpoint_000004"]
-    pruner.on_experiment_end([trial])  # after Tune's final snapshot: the newest alone, leftovers included
-    assert _left(trial_dir) == ["checkpoint_000004"] and not Path(leftover.path).exists()
-    assert pruner.deleted == 4
+    newest = checkpoint(5)
+    keep_newest_checkpoints([newest, None])  # after fit: the newest alone, the earlier session's leftover too
+    assert _left(trial_dir) == ["checkpoint_000005"] and not Path(leftover.path).exists()
 
 
 def test_a_pickled_pruner_starts_afresh_and_unknown_folders_are_left_alone(tmp_path):
     import pickle
 
     pruner = CheckpointPruner()
-    trial = SimpleNamespace(trial_id="t1", checkpoint=_checkpoint(tmp_path / "t", 3))
-    pruner.on_checkpoint(0, [trial], trial, trial.checkpoint)
+    trial = SimpleNamespace(trial_id="t1")
+    newest = _checkpoint(tmp_path / "t", 3)
+    pruner.on_checkpoint(0, [trial], trial, newest)
     restored = pickle.loads(pickle.dumps(pruner))
-    assert restored._unpruned == {} and restored.deleted == 0
+    assert restored._unpruned == {} and restored._named == []
     (tmp_path / "t" / "notes").mkdir()
-    restored.on_experiment_end([trial, SimpleNamespace(trial_id="t2", checkpoint=None)])
-    assert _left(tmp_path / "t") == ["checkpoint_000003", "notes"]
+    (tmp_path / "t" / "checkpoint_000001.txt").write_text("not a checkpoint folder")
+    keep_newest_checkpoints([newest])
+    assert _left(tmp_path / "t") == ["checkpoint_000001.txt", "checkpoint_000003", "notes"]
 
 
-def test_the_snapshot_period_grows_with_the_trials_so_snapshot_bytes_stay_linear():
-    assert snapshot_period_s(4) == 10.0  # Tune's own minimum
-    assert snapshot_period_s(1000) == 500.0
-    # bytes written ~ (duration / period) x trials x state per trial; duration ~ trials: per trial, a constant
-    per_trial = [(n / snapshot_period_s(n)) * n / n for n in (64, 256, 1024)]
-    assert max(per_trial) / min(per_trial) < 1.01
+def test_tune_snapshots_on_a_clock_that_grows_with_the_trials_unless_the_user_set_one():
+    assert tune_environment(4, {}) == {
+        "TUNE_GLOBAL_CHECKPOINT_S": "10",  # Tune's own minimum
+        "TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE": "1",  # a trial's state does not grow with its epochs
+    }
+    assert tune_environment(1000, {})["TUNE_GLOBAL_CHECKPOINT_S"] == "500"
+    assert tune_environment(1000, {"TUNE_GLOBAL_CHECKPOINT_S": "30"})["TUNE_GLOBAL_CHECKPOINT_S"] == "30"
 
 
 def test_slot_occupancy_is_the_share_of_slot_seconds_in_epochs():
@@ -126,7 +136,7 @@ def test_at_a_thousand_searches_the_page_holds_the_means_the_selected_and_typica
     results = _results(1000)
     pictures = arch_pictures(results)
     in_page = [p.name for p in pictures if p.in_page]
-    assert in_page[:2] == ["arch_mean_k=1.png", "arch_mean_k=4.png"]  # one per setting, first
+    assert in_page[:2] == ["arch_mean_01_k=1.png", "arch_mean_02_k=4.png"]  # one per setting, first
     # the selected search and each setting's median by final validation accuracy (k=1: the even i, 0.498 of 0..0.998)
     assert in_page[2:] == ["arch_search-0003.png", "arch_search-0499.png", "arch_search-0500.png"]
     files = [p for p in pictures if not p.in_page]

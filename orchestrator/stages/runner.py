@@ -21,7 +21,7 @@ from ..errors import StudyInterrupted
 from ..gpu_packing import cluster_gpus, measure_gpu_shares, trial_resources
 from ..spec import StudySpec
 from ..trial import Trial, TrialStatus
-from .checkpoints import snapshot_period_s
+from .checkpoints import keep_newest_checkpoints, tune_environment
 from .rows import trial_status
 
 Trainable = Callable[[dict[str, Any]], None]
@@ -78,15 +78,14 @@ def run_stage(
                 verbose=1 if verbose else 0,
             ),
         )
-    # Tune's snapshot period, unless the user set one (see .checkpoints)
-    period = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S") or f"{snapshot_period_s(len(trials)):g}"
-    environment = {"TUNE_GLOBAL_CHECKPOINT_S": period}
+    environment = tune_environment(len(trials), dict(os.environ))  # snapshots and checkpoints: see .checkpoints
     if scheduler is not None:
         # a trial may report without the scheduler's metric (a diverged epoch has no validation accuracy): ASHA
         # passes over such a result, and Tune must not fail the experiment for it
         environment["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     with _environment(environment):
         grid, stopped = _fit(tuner)
+    keep_newest_checkpoints(result.checkpoint for result in grid)  # Tune's final snapshot is written
     if stopped:
         raise StudyInterrupted(f"stage {stage}: stopped by Ctrl-C")
     by_key = {Trial.from_param(result.config).key: result for result in grid if result.config}
