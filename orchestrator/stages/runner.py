@@ -99,17 +99,23 @@ def run_stage(
     return [by_key[trial.key] for trial in trials]
 
 
-def concurrent_slots(spec: StudySpec, trials: int) -> int:
-    """How many of a stage's ``trials`` the Ray cluster can run at once: its CPUs (and GPUs, for a fixed GPU
-    share) over what a trial asks for, at most ``max_concurrent_trials``."""
+def concurrent_slots(spec: StudySpec, results: list[tune.Result]) -> int:
+    """How many of a stage's trials the Ray cluster could run at once: its CPUs (and GPUs) over what a trial asks
+    for (with ``gpus_per_trial: auto``, the median of the shares the trials were given), at most
+    ``max_concurrent_trials`` and the number of trials."""
     import ray
 
     resources, cluster = spec.resources, ray.cluster_resources()
-    slots = [trials, int(cluster.get("CPU", 0) // resources.cpus_per_trial)]
+    slots = [len(results), int(cluster.get("CPU", 0) // resources.cpus_per_trial)]
     if resources.max_concurrent_trials:
         slots.append(resources.max_concurrent_trials)
-    if isinstance(resources.gpus_per_trial, float) and resources.gpus_per_trial > 0:
-        slots.append(int(cluster.get("GPU", 0) // resources.gpus_per_trial))
+    shares = sorted(
+        float(gpus)
+        for gpus in (Trial.from_param(result.config).gpus for result in results if result.config)
+        if isinstance(gpus, (int, float)) and gpus > 0
+    )
+    if shares:
+        slots.append(int(cluster.get("GPU", 0) // shares[len(shares) // 2]))
     return max(1, min(slots))
 
 

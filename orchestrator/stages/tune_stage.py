@@ -78,7 +78,7 @@ class TuneStage:
         rows = pd.DataFrame([trial_row(r, stops=scheduler is not None) for r in results])
         atomic_write_text(table, rows.to_csv(index=False))
         record = study.state.stage_time(self.name)
-        record.slots = concurrent_slots(study.spec, len(trials))
+        record.slots = concurrent_slots(study.spec, results)
         record.epoch_s = round(float(pd.to_numeric(rows["time_s"], errors="coerce").sum()), 3)
         record.worker_processes = worker_processes(results)
         failed = rows[rows["status"] != TrialStatus.FINISHED]
