@@ -44,8 +44,11 @@ EpochHook = Callable[[str, Any], None]
 
 
 def start(params: dict[str, Any], config: SearchConfig | TrainConfig) -> DatasetBundle:
-    """Set the trial's threads; its dataset."""
+    """Set the trial's threads (and, in a reused worker, give back the GPU memory the last trial cached); its
+    dataset."""
     torch.set_num_threads(max(1, int(params.get("threads", 1))))
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return _dataset(config.dataset, config.data_root, config.download, config.image_size)
 
 
