@@ -1,13 +1,16 @@
 """The study folder as the report sees it: the files it reads (checked by :func:`open_study`) and
-the names of those it writes besides the tables (``report.html``, ``report_figures/``)."""
+the names of those it writes besides the tables (``report.html``, ``report_figures/``), and how a report
+file is written (:func:`write_if_changed`)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from pcdarts_core.checkpoint import atomic_write_text
 from pcdarts_core.errors import UserInputError
 
 from ..plan import StudyPlan
@@ -57,3 +60,19 @@ def load_trials(folder: Path) -> pd.DataFrame:
         if path.is_file() and path.stat().st_size > 0:
             tables.append(read_table(path))
     return pd.concat(tables, ignore_index=True)
+
+
+#: The time a report file says it was written (``2026-12-05 22:48 UTC``).
+_WRITTEN_AT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC")
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` (atomically) unless the file there says the same but for the time it was
+    written: an unchanged report keeps its time, and is neither rewritten nor logged again. Whether it wrote."""
+    try:
+        if _WRITTEN_AT.sub("", path.read_text(encoding="utf-8")) == _WRITTEN_AT.sub("", text):
+            return False
+    except OSError:
+        pass
+    atomic_write_text(path, text)
+    return True

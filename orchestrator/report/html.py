@@ -8,8 +8,6 @@ the pictures by section (:data:`~orchestrator.report.pictures.PICTURES`) and the
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -19,8 +17,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from pcdarts_core.checkpoint import atomic_write_text
-
+from .folder import write_if_changed
 from .pictures import Picture
 
 TEMPLATE = "report.html.j2"
@@ -93,33 +90,10 @@ def render_report(content: ReportContent) -> str:
         return [p for p in content.pictures.get(section, []) if not p.in_page]
 
     template = environment.from_string(_package_text(TEMPLATE))
-
-    def render(written: str, content_digest: str) -> str:
-        return template.render(
-            c=content,
-            table=table,
-            picture=picture,
-            pictures=pictures,
-            linked=linked,
-            figures_dir=content.figures_dir,
-            written=written,
-            content_digest=content_digest,
-        )
-
-    content_digest = hashlib.sha256(render("", "").encode()).hexdigest()[:32]
-    return render(datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), content_digest)
-
-
-def content_digest(page: str) -> str | None:
-    """The digest a page of :func:`render_report` carries of everything it shows but its time of writing."""
-    found = re.search(r'<meta name="pcdarts-content" content="([0-9a-f]*)">', page)
-    return found.group(1) if found else None
+    written = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return template.render(c=content, table=table, picture=picture, pictures=pictures, linked=linked, written=written)
 
 
 def write_report(path: Path, content: ReportContent) -> bool:
     """Write the page unless the one at ``path`` shows the same (then it keeps its time); whether it was written."""
-    page = render_report(content)
-    if path.is_file() and content_digest(path.read_text(encoding="utf-8")) == content_digest(page):
-        return False
-    atomic_write_text(path, page)
-    return True
+    return write_if_changed(path, render_report(content))

@@ -1,8 +1,8 @@
 """The report's pictures drawn once: each picture's PNG in the figures folder is kept with a digest of what
-it was drawn from (the drawing function, its arguments and the source of :mod:`~orchestrator.report.figures`)
-in ``index.json`` there. A rebuilt report draws only the pictures whose digest changed, reads the others
-back (only those the page embeds), and deletes the files of pictures it no longer has. Many pictures to
-draw are drawn by several processes.
+it was drawn from (the drawing function, its arguments, the source of :mod:`~orchestrator.report.figures`
+and matplotlib's version) in ``index.json`` there. A rebuilt report draws only the pictures whose digest
+changed, reads the others back (only those the page embeds), and deletes the files of pictures it no longer
+has. Many pictures to draw are drawn by several processes.
 """
 
 from __future__ import annotations
@@ -32,13 +32,16 @@ SAVE_EVERY = 50
 
 
 @cache
-def _figures_source() -> bytes:
-    return inspect.getsource(figures).encode()
+def _drawing_code() -> bytes:
+    """What every picture's look depends on: the drawing code and the matplotlib that runs it."""
+    import matplotlib
+
+    return inspect.getsource(figures).encode() + matplotlib.__version__.encode()
 
 
 def digest(picture: Picture) -> str:
     """What the picture's bytes depend on, as a hex digest."""
-    h = hashlib.sha256(_figures_source())
+    h = hashlib.sha256(_drawing_code())
     h.update(pickle.dumps((picture.name, picture.draw.__module__, picture.draw.__qualname__, picture.args), 5))
     return h.hexdigest()
 

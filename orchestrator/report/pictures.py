@@ -149,14 +149,14 @@ def arch_pictures(results: StudyResults) -> list[Picture]:
     shown = _searches_in_page(results, searches)
     pictures = []
     if len(shown) < len(searches):
-        for setting in results.settings:
+        for number, setting in enumerate(results.settings, start=1):
             same = [trial["epochs"] for trial in searches.values() if trial["setting"] == setting]
             if len(same) > 1:
                 mean = mean_epochs(same)
                 title = f"{setting}: mean of {len(same)} searches"
                 pictures.append(
                     Picture(
-                        f"arch_mean_{_file_part(setting)}.png",
+                        f"arch_mean_{number:02d}_{_file_part(setting)}.png",  # numbered: two settings may read alike
                         title,
                         figures.arch_weights_figure,
                         (mean, primitives, title),

@@ -7,7 +7,6 @@ Accuracies are fractions in the CSV files and percent in ``summary.md`` and ``re
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from ..study_state import StageTime
 from ..trial import TrialStatus
 from .columns import ACCURACY, COST, STABILITY, section_columns
 from .comparisons import agreement_sentence
+from .folder import write_if_changed
 from .statistics import Agreement
 from .text import percent
 
@@ -160,21 +160,8 @@ def write_reports(
         paths["genotypes"] = folder / "retrained_genotypes.csv"
         atomic_write_text(paths["genotypes"], genotypes.to_csv(index=False))
     markdown = summary_markdown(name, summary, selection, trials, comparisons, agreement, notes, findings)
-    if not _same_but_time(paths["summary_md"], markdown):  # an unchanged summary keeps its time (and is not logged)
-        atomic_write_text(paths["summary_md"], markdown)
+    write_if_changed(paths["summary_md"], markdown)
     return paths
-
-
-_STAMP = re.compile(r"Written \d{4}-\d\d-\d\d \d\d:\d\d UTC")
-
-
-def _same_but_time(path: Path, text: str) -> bool:
-    """Whether the file at ``path`` holds ``text``, but for the time it was written."""
-    try:
-        old = path.read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return _STAMP.sub("", old) == _STAMP.sub("", text)
 
 
 STAGE_TIME_NOTE = (
