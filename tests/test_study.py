@@ -107,9 +107,10 @@ def test_study_killed_interrupted_and_resumed(tmp_path, ray_env):
     args = [str(spec_file), "--out", str(folder)]
     resume = [*args, "--resume"]
 
-    # 1. the driver SIGKILLed once a search trial has finished (and Tune has gone on after it); every epoch waits
-    # a second first, so that some trials are still running then
-    paced = {**ray_env, **pause_hook_env(1.0)}
+    # 1. the driver SIGKILLed once a search trial has finished (and Tune has gone on after it). Until the last run,
+    # every epoch waits two seconds first: warm workers run the tiny trials so fast that the study would otherwise
+    # end a stage before the test could stop it in the middle
+    paced = {**ray_env, **pause_hook_env(2.0)}
     first = driver(args, paced, tmp_path, tmp_path / "run1.log")
     try:
         done = wait_for(lambda: _done(folder, "search"), first, 300, "finished search trial")
@@ -125,7 +126,7 @@ def test_study_killed_interrupted_and_resumed(tmp_path, ray_env):
     assert any(r.info.status == "RUNNING" for r in runs)  # a killed driver cannot close its runs
 
     # 2. resumed, then Ctrl-C in the middle of a trial: exit 130 with the resume command, runs closed
-    second = driver(resume, ray_env, tmp_path, tmp_path / "run2.log")
+    second = driver(resume, paced, tmp_path, tmp_path / "run2.log")
     try:
         rows = _rows(folder)
         wait_for(lambda: _rows(folder) > rows, second, 300, "new search report after resuming")
