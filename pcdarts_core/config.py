@@ -158,6 +158,14 @@ class RunSettings(StrictConfig):
         ge=2,
         description="use only this many training images (a seeded sample, split like the full set); for quick runs",
     )
+    data_loading: Literal["memory", "stream"] = Field(
+        "memory",
+        description="'memory': decode every image once and hold them on the device; 'stream' (imagefolder): "
+        "decode each batch from the files in loader_workers processes",
+    )
+    loader_workers: int = Field(
+        4, ge=0, description="with data_loading 'stream': decoding processes per part of the data (0: in the run's own)"
+    )
     seed: int = Field(0, ge=0)
     deterministic: bool = Field(False, description="deterministic kernels (slower on a GPU)")
     device: str = Field("auto", description="'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'")
@@ -187,6 +195,24 @@ class RunSettings(StrictConfig):
         if value not in DATASETS:
             raise ConfigError("dataset", value, f"unknown dataset; use one of {', '.join(DATASETS)}")
         return value
+
+    @model_validator(mode="after")
+    def _check_loading(self) -> Self:
+        if self.data_loading == "stream" and self.dataset != "imagefolder":
+            raise ConfigError(
+                "data_loading",
+                self.data_loading,
+                f"streams the files of an image folder, {self.dataset} has none; use data_loading='memory' or "
+                "dataset='imagefolder'",
+            )
+        if self.data_loading == "stream" and self.data_root is None:
+            raise ConfigError(
+                "data_root",
+                self.data_root,
+                "data_loading='stream' reads the images from a folder: pass --data-root (data_root=) a folder with "
+                "one sub-folder per class",
+            )
+        return self
 
 
 class SearchConfig(RunSettings):

@@ -1,7 +1,8 @@
 """What a search and a retraining share: an epoch-by-epoch run with exact resume.
 
 ``EpochRunner`` holds the parts every run has (the checked device, the dataset and
-the parts of it on the device, seeded batches, the epoch counter, the history of
+the parts of it on the device, or with ``data_loading="stream"`` their files and the
+loader workers that decode them, seeded batches, the epoch counter, the history of
 records, divergence, and the checkpoint) so that :class:`~pcdarts_core.search.Search`
 and :class:`~pcdarts_core.train.Training` only add their own model, optimisers
 and epoch. A checkpoint holds everything a run depends on (model, optimisers, data
@@ -16,23 +17,26 @@ import hashlib
 import math
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunSettings, SearchConfig, TrainConfig
-from .data import DatasetBundle, DeviceBatches, ImageTensors, load_dataset, split_indices
+from .data import Batches, DatasetBundle, DeviceBatches, ImageFiles, ImageTensors, load_dataset, split_indices
+from .data.stream import FileBatches, FileLoader
 from .devices import resolve_device
-from .errors import Diverged, UserInputError
+from .errors import ConfigError, Diverged, UserInputError
 from .records import EpochRecord, TrainRecord
 from .seeding import capture_rng_state, derived_seed, restore_rng_state, seed_everything
 
 ConfigT = TypeVar("ConfigT", SearchConfig, TrainConfig)
 RecordT = TypeVar("RecordT", EpochRecord, TrainRecord)
 StepCallback = Callable[[int, int], None]
-Part = tuple[torch.Tensor, torch.Tensor]
+#: A part of the data as a run holds it: (its uint8 images on the device, or the loader of its files; its labels
+#: on the device).
+Part = tuple[torch.Tensor | FileLoader, torch.Tensor]
 
 
 class Totals:
@@ -68,7 +72,7 @@ class EpochRunner(Generic[ConfigT, RecordT]):
     #: Settings that may differ from the checkpoint's when resuming: they do not change the run
     #: (a new precision or memory format changes the kernels, like a new device).
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
-        {"data_root", "download", "device", "epochs", "deterministic", "precision", "channels_last"}
+        {"data_root", "download", "device", "epochs", "deterministic", "precision", "channels_last", "loader_workers"}
     )
     CHECKPOINT_FORMAT: ClassVar[int] = 1
 
@@ -77,8 +81,13 @@ class EpochRunner(Generic[ConfigT, RecordT]):
         self.device = resolve_device(config.device)
         if data is None:
             data = load_dataset(
-                config.dataset, config.data_root, download=config.download, image_size=config.image_size
+                config.dataset,
+                config.data_root,
+                download=config.download,
+                image_size=config.image_size,
+                loading=config.data_loading,
             )
+        _check_loading(config.data_loading, data)
         self.data = data
         seed_everything(config.seed, config.deterministic)
         self.epoch = 0
@@ -90,26 +99,54 @@ class EpochRunner(Generic[ConfigT, RecordT]):
 
     # --- data -----------------------------------------------------------------------
     def _place_training_split(self, split: dict[str, torch.Tensor]) -> None:
-        """Hold the given index sets of the training images (:meth:`_split_source`) on the device, as named parts."""
+        """Hold the given index sets of the training images (:meth:`_split_source`) as named parts."""
         self.split = dict(split)
         for name, idx in self.split.items():
-            source = self._split_source(name)
-            self._parts[name] = (source.images[idx].to(self.device), source.labels[idx].to(self.device))
+            self._place(name, self._split_source(name), idx)
 
-    def _split_source(self, part: str) -> ImageTensors:
+    def _place(self, name: str, source: ImageTensors | ImageFiles, idx: torch.Tensor | None = None) -> None:
+        """Hold the images of ``source`` at ``idx`` (default: all) as part ``name``: on the device, or when
+        streamed as a loader of their files; the labels on the device."""
+        self._close_part(name)
+        labels = source.labels if idx is None else source.labels[idx]
+        images: torch.Tensor | FileLoader
+        if isinstance(source, ImageFiles):
+            files = source if idx is None else source.subset(idx)
+            images = FileLoader(files, workers=self.config.loader_workers, pin_memory=self.device.type == "cuda")
+        else:
+            images = (source.images if idx is None else source.images[idx]).to(self.device)
+        self._parts[name] = (images, labels.to(self.device))
+
+    def _split_source(self, part: str) -> ImageTensors | ImageFiles:
         """The images a part of the split indexes: the training set (a search may take one part elsewhere)."""
         return self.data.train
 
+    def _close_part(self, name: str) -> None:
+        images = self._parts.get(name, (None,))[0]
+        if isinstance(images, FileLoader):
+            images.close()
+
+    def close(self) -> None:
+        """Stop the loader workers of a streamed run (a later pass starts them again); nothing for data in
+        memory. :meth:`epochs` calls it when it ends, as does leaving a ``with`` block."""
+        for name in self._parts:
+            self._close_part(name)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _batches(
         self, part: str, *, augment: bool, shuffle: bool, stream: int, pass_: int = 0, drop_last: bool = False
-    ) -> DeviceBatches:
-        """One pass over a part; order and augmentation drawn from a seed fixed by (seed, epoch, stream, pass)."""
+    ) -> Batches:
+        """One pass over a part; order and augmentation drawn from a seed fixed by (seed, epoch, stream, pass),
+        the same whether the part is in memory or streamed."""
         images, labels = self._parts[part]
         generator = torch.Generator(device=self.device)
         generator.manual_seed(derived_seed(self.config.seed, self.epoch, stream, pass_))
-        return DeviceBatches(
-            images,
-            labels,
+        options: dict[str, Any] = dict(
             batch_size=self.config.batch_size,
             mean=self.data.mean,
             std=self.data.std,
@@ -120,6 +157,9 @@ class EpochRunner(Generic[ConfigT, RecordT]):
             drop_last=drop_last,
             generator=generator,
         )
+        if isinstance(images, FileLoader):
+            return FileBatches(images, labels, device=self.device, **options)
+        return DeviceBatches(images, labels, **options)
 
     @torch.no_grad()
     def _evaluate(
@@ -143,9 +183,13 @@ class EpochRunner(Generic[ConfigT, RecordT]):
         return len(self._batches("train", augment=False, shuffle=False, stream=0))
 
     def epochs(self, on_step: StepCallback | None = None) -> Iterator[RecordT]:
-        """Run the remaining epochs, yielding a record after each."""
-        while not self.done:
-            yield self.run_epoch(on_step)
+        """Run the remaining epochs, yielding a record after each; then (or when the loop is left) stop the
+        loader workers (:meth:`close`)."""
+        try:
+            while not self.done:
+                yield self.run_epoch(on_step)
+        finally:
+            self.close()
 
     def run_epoch(self, on_step: StepCallback | None = None) -> RecordT:
         raise NotImplementedError
@@ -250,6 +294,18 @@ def _check_checkpoint(state: dict[str, Any], kind: str, expected_format: int) ->
         )
 
 
+def _check_loading(loading: str, data: DatasetBundle) -> None:
+    """The data given must be held as ``data_loading`` says."""
+    streamed = isinstance(data.train, ImageFiles)
+    if streamed != (loading == "stream"):
+        held = "lists image files (loading='stream')" if streamed else "holds decoded images (loading='memory')"
+        raise ConfigError(
+            "data_loading",
+            loading,
+            f"the data given {held}: load it with load_dataset(..., loading={loading!r}) or pass data=None",
+        )
+
+
 def data_facts(data: DatasetBundle) -> dict[str, Any]:
     """What identifies the training data: name, size, and a hash of the labels and of a sample of the images."""
     return {
@@ -260,10 +316,13 @@ def data_facts(data: DatasetBundle) -> dict[str, Any]:
     }
 
 
-def fingerprint(split: ImageTensors) -> str:
-    """A hash of a split's labels and of a sample of its images."""
+def fingerprint(split: ImageTensors | ImageFiles) -> str:
+    """A hash of a split's labels and of a sample of its images (decoded, when the split is streamed: the same
+    hash as in memory)."""
     digest = hashlib.sha1(split.labels.numpy().tobytes())
-    digest.update(split.images[:: max(1, len(split) // 256)].contiguous().numpy().tobytes())
+    step = max(1, len(split) // 256)
+    sample = split.images[::step] if isinstance(split, ImageTensors) else split.read(range(0, len(split), step))
+    digest.update(sample.contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 

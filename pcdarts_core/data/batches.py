@@ -1,8 +1,13 @@
-"""Mini-batches from uint8 image tensors held on the training device."""
+"""Mini-batches from uint8 images: seeded order and batched augmentation on the training device.
+
+:class:`Batches` draws the order and the augmentation; :class:`DeviceBatches` takes the images from
+tensors on the device, :class:`~pcdarts_core.data.stream.FileBatches` from files decoded by loader workers.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -10,7 +15,7 @@ from pcdarts_core.data.augment import cutout as _cutout
 from pcdarts_core.data.augment import normalize, random_crop, random_hflip, random_resized_crop
 from pcdarts_core.errors import ConfigError, DataError
 
-__all__ = ["DeviceBatches", "split_indices"]
+__all__ = ["Batches", "DeviceBatches", "split_indices"]
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -23,21 +28,24 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
     return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
 
 
-class DeviceBatches:
-    """Mini-batches drawn from uint8 tensors that already live on the training device.
+class Batches:
+    """One pass of mini-batches over a set of images: what every way of holding the images shares.
 
     Each pass (``iter``) visits every sample once, in an order drawn from
     ``generator`` when ``shuffle``; the generator also drives augmentation, so
     equal seeds give equal batches. With ``augment``, ``augment_style`` "cifar" crops at a
     random offset after zero padding by ``padding``, "imagenet" takes a random-resized crop;
-    both then flip, normalise and apply ``cutout``.
+    both then flip, normalise and apply ``cutout``. All of it runs on ``device``, on whole
+    batches; a subclass only supplies each batch's uint8 images there (:meth:`_fetch`), so the
+    order and the random draws do not depend on where the images come from.
     """
 
     def __init__(
         self,
-        images: torch.Tensor,
         labels: torch.Tensor,
         *,
+        device: torch.device,
+        channels: int,
         batch_size: int,
         mean: Sequence[float],
         std: Sequence[float],
@@ -49,27 +57,26 @@ class DeviceBatches:
         drop_last: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
-        _check_tensors(images, labels)
-        _check_options(batch_size, cutout, padding, len(mean), len(std), images.shape[1])
+        _check_options(batch_size, cutout, padding, len(mean), len(std), channels)
         if augment_style not in ("cifar", "imagenet"):
             raise ConfigError("augment", augment_style, "use 'cifar' (padded random crop) or 'imagenet' (resized crop)")
-        self.images = images
-        self.labels = labels.to(device=images.device, dtype=torch.long)
+        self.device = device
+        self.labels = labels.to(device=device, dtype=torch.long)
         self.batch_size = batch_size
         # Held on the device once: built from Python numbers per batch they would be a blocking copy each time.
-        self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32, device=images.device)
-        self.std = torch.tensor([float(s) for s in std], dtype=torch.float32, device=images.device)
+        self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32, device=device)
+        self.std = torch.tensor([float(s) for s in std], dtype=torch.float32, device=device)
         self.augment = augment
         self.augment_style = augment_style
         self.cutout = cutout
         self.padding = padding
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.generator = _make_generator(generator, images.device)
+        self.generator = _make_generator(generator, device)
 
     def __len__(self) -> int:
         """Number of batches per pass."""
-        n = self.images.shape[0]
+        n = self.labels.shape[0]
         if self.drop_last:
             return n // self.batch_size
         return -(-n // self.batch_size)
@@ -77,17 +84,21 @@ class DeviceBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (float32 normalised images, int64 labels) for one pass."""
         order = self._order()
-        for b in range(len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield self._transform(self.images[idx]), self.labels[idx]
+        batches = [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self))]
+        for idx, images in zip(batches, self._fetch(batches)):
+            yield self._transform(images), self.labels[idx]
+
+    def _fetch(self, batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The uint8 images N×C×H×W of each batch of sample indices (on the device), on the device, in order."""
+        raise NotImplementedError
 
     def _order(self) -> torch.Tensor:
-        """Sample order for one pass, on the images' device."""
-        n = self.images.shape[0]
+        """Sample order for one pass, on the device."""
+        n = self.labels.shape[0]
         if not self.shuffle:
-            return torch.arange(n, device=self.images.device)
+            return torch.arange(n, device=self.device)
         gen = self.generator
-        return torch.randperm(n, generator=gen, device=gen.device).to(self.images.device)
+        return torch.randperm(n, generator=gen, device=gen.device).to(self.device)
 
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
         """Augment (if enabled) and normalise one uint8 batch."""
@@ -102,6 +113,19 @@ class DeviceBatches:
         if self.cutout > 0:
             x = _cutout(x, self.cutout, self.generator)
         return x
+
+
+class DeviceBatches(Batches):
+    """:class:`Batches` drawn from uint8 images N×C×H×W that already live on the training device."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, **options: Any) -> None:
+        _check_tensors(images, labels)
+        super().__init__(labels, device=images.device, channels=images.shape[1], **options)
+        self.images = images
+
+    def _fetch(self, batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        for idx in batches:
+            yield self.images[idx]
 
 
 def _check_tensors(images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -140,7 +164,7 @@ def _make_generator(generator: torch.Generator | None, device: torch.device) -> 
         return torch.Generator(device=device).manual_seed(0)
     if not _same_device(generator.device, device):
         raise ValueError(
-            f"generator is on {generator.device} but the images are on {device}: "
+            f"generator is on {generator.device} but the batches are made on {device}: "
             f"create it with torch.Generator(device={str(device)!r})"
         )
     return generator

@@ -1,9 +1,12 @@
-"""Whole datasets as in-memory uint8 tensors plus their normalisation constants."""
+"""Whole datasets as in-memory uint8 tensors plus their normalisation constants; or, for an image folder
+with ``loading="stream"``, its file paths and labels, the images decoded batch by batch while a run
+reads them (:mod:`pcdarts_core.data.stream`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -15,11 +18,13 @@ from pcdarts_core.data.idx import read_idx_images, read_idx_labels
 from pcdarts_core.data.names import DATASETS
 from pcdarts_core.errors import DataError
 
-__all__ = ["DatasetBundle", "ImageTensors", "dataset_shape", "load_dataset"]
+__all__ = ["DatasetBundle", "ImageFiles", "ImageTensors", "dataset_shape", "load_dataset"]
 
 DEFAULT_ROOT = Path("~/.cache/pcdarts/data")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 MINI_NPZ = "fashion_mnist_mini.npz"
+#: A streamed image folder's mean/std come from this many of its training images (a seeded sample).
+STREAM_STATS_IMAGES = 2048
 
 _CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
 _CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
@@ -48,12 +53,42 @@ class ImageTensors:
 
 
 @dataclass(frozen=True)
+class ImageFiles:
+    """One split of an image folder that is not decoded up front: file paths and int64 labels N. Images
+    are decoded on request (:meth:`read`) exactly as the in-memory loader decodes them, to uint8 3×S×S."""
+
+    paths: tuple[str, ...]
+    labels: torch.Tensor
+    image_size: int
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def read(self, indices: Iterable[int]) -> torch.Tensor:
+        """The images at ``indices`` as one uint8 tensor N×3×S×S; a file that does not decode is a DataError."""
+        transform = imagefolder_transform(self.image_size)
+        images = [read_image(self.paths[i], transform) for i in indices]
+        if not images:
+            return torch.empty((0, 3, self.image_size, self.image_size), dtype=torch.uint8)
+        return torch.stack(images)
+
+    def subset(self, indices: torch.Tensor) -> ImageFiles:
+        """The files at ``indices``, in that order."""
+        order = indices.tolist()
+        return ImageFiles(tuple(self.paths[i] for i in order), self.labels[indices], self.image_size)
+
+
+#: A split as a dataset holds it: decoded in memory, or as files decoded when read.
+Split = ImageTensors | ImageFiles
+
+
+@dataclass(frozen=True)
 class DatasetBundle:
     """A loaded dataset: splits, shape facts and per-channel mean/std for [0, 1] images."""
 
     name: str
-    train: ImageTensors
-    test: ImageTensors | None
+    train: Split
+    test: Split | None
     num_classes: int
     in_channels: int
     image_size: int
@@ -66,12 +101,18 @@ def load_dataset(
     root: str | os.PathLike | None = None,
     download: bool = True,
     image_size: int | None = None,
+    loading: str = "memory",
 ) -> DatasetBundle:
-    """Load dataset ``name`` (one of ``DATASETS``) into memory as uint8 CPU tensors."""
+    """Load dataset ``name`` (one of ``DATASETS``) into memory as uint8 CPU tensors; with ``loading="stream"``
+    (``imagefolder`` only) list its files instead, to be decoded batch by batch (:class:`ImageFiles`)."""
     if name not in DATASETS:
         raise DataError(f"dataset {name!r} is unknown: use one of {', '.join(DATASETS)}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise DataError(f"image_size={image_size!r}: must be a positive integer (or None for the default)")
+    if loading not in ("memory", "stream"):
+        raise DataError(f"loading={loading!r}: use 'memory' or 'stream'")
+    if loading == "stream" and name != "imagefolder":
+        raise DataError(f"loading='stream' reads image files, {name} has none: use dataset 'imagefolder' or 'memory'")
     if name in ("cifar10", "cifar100"):
         bundle = _load_cifar(name, root, download)
     elif name == "fashion_mnist":
@@ -79,7 +120,7 @@ def load_dataset(
     elif name == "fashion_mnist_mini":
         bundle = _load_fashion_mnist_mini()
     else:
-        return _load_imagefolder(root, 32 if image_size is None else image_size)
+        return _load_imagefolder(root, 32 if image_size is None else image_size, stream=loading == "stream")
     if image_size is not None and image_size != bundle.image_size:
         bundle = _resized(bundle, image_size)
     return bundle
@@ -265,14 +306,30 @@ def _imagefolder_dirs(root: str | os.PathLike | None) -> tuple[Path, Path | None
     return base / "train", None
 
 
+def imagefolder_transform(image_size: int):
+    """What an image folder's images become, in memory or streamed: the shorter side resized to
+    ``image_size``, the centre square cut out, as a uint8 3×S×S tensor."""
+    from torchvision import transforms as T
+
+    return T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.PILToTensor()])
+
+
+def read_image(path: str, transform) -> torch.Tensor:
+    """One image file, decoded as torchvision's ImageFolder decodes it (RGB), through ``transform``."""
+    from torchvision.datasets.folder import default_loader
+
+    try:
+        return transform(default_loader(path))
+    except OSError as err:
+        raise DataError(f"imagefolder: cannot decode {path} ({err}): remove or replace the file") from None
+
+
 def _open_imagefolder(directory: Path, image_size: int):
     """torchvision ImageFolder over ``directory`` producing uint8 3×S×S tensors."""
     from torchvision import datasets as tvd
-    from torchvision import transforms as T
 
-    transform = T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.PILToTensor()])
     try:
-        return tvd.ImageFolder(str(directory), transform=transform)
+        return tvd.ImageFolder(str(directory), transform=imagefolder_transform(image_size))
     except FileNotFoundError as err:
         raise DataError(
             f"imagefolder: {directory} has no usable class folders ({err}): "
@@ -285,15 +342,17 @@ def _read_all(folder, image_size: int, label_map: list[int] | None = None) -> Im
     n = len(folder)
     images = torch.empty((n, 3, image_size, image_size), dtype=torch.uint8)
     labels = torch.empty(n, dtype=torch.long)
-    for i in range(n):
-        path = folder.samples[i][0]
-        try:
-            x, y = folder[i]
-        except OSError as err:
-            raise DataError(f"imagefolder: cannot decode {path} ({err}): remove or replace the file") from None
-        images[i] = x
+    for i, (path, y) in enumerate(folder.samples):
+        images[i] = read_image(path, folder.transform)
         labels[i] = y if label_map is None else label_map[y]
     return ImageTensors(images=images, labels=labels)
+
+
+def _list_files(folder, image_size: int, label_map: list[int] | None = None) -> ImageFiles:
+    """The files of ``folder`` and their labels, in the order :func:`_read_all` decodes them."""
+    paths = tuple(path for path, _ in folder.samples)
+    labels = [y if label_map is None else label_map[y] for _, y in folder.samples]
+    return ImageFiles(paths, torch.tensor(labels, dtype=torch.long), image_size)
 
 
 def _test_label_map(train_classes: list[str], test_classes: list[str], test_dir: Path) -> list[int]:
@@ -308,30 +367,52 @@ def _test_label_map(train_classes: list[str], test_classes: list[str], test_dir:
     return [index[c] for c in test_classes]
 
 
-def _mean_std(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 N×C×H×W images scaled to [0, 1]."""
-    c = images.shape[1]
-    total = torch.zeros(c, dtype=torch.float64)
-    total_sq = torch.zeros(c, dtype=torch.float64)
-    for start in range(0, images.shape[0], chunk):
-        x = images[start : start + chunk].to(torch.float64) / 255.0
-        total += x.sum(dim=(0, 2, 3))
-        total_sq += (x * x).sum(dim=(0, 2, 3))
-    count = images.shape[0] * images.shape[2] * images.shape[3]
+#: Images per chunk of the mean/std sums.
+_STATS_CHUNK = 4096
+
+
+def _mean_std(chunks: Iterable[torch.Tensor]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 N×C×H×W images scaled to [0, 1], summed chunk by chunk."""
+    total = total_sq = torch.zeros((), dtype=torch.float64)
+    count = 0
+    for images in chunks:
+        x = images.to(torch.float64) / 255.0
+        total = total + x.sum(dim=(0, 2, 3))
+        total_sq = total_sq + (x * x).sum(dim=(0, 2, 3))
+        count += images.shape[0] * images.shape[2] * images.shape[3]
     mean = total / count
     std = (total_sq / count - mean * mean).clamp_min(0.0).sqrt().clamp_min(1e-6)
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def _load_imagefolder(root: str | os.PathLike | None, image_size: int) -> DatasetBundle:
-    """An ImageFolder tree (optionally with train/ and val/ or test/) resized to image_size."""
+def _chunks(images: torch.Tensor) -> Iterable[torch.Tensor]:
+    return (images[start : start + _STATS_CHUNK] for start in range(0, images.shape[0], _STATS_CHUNK))
+
+
+def _stats_sample(n: int, size: int = STREAM_STATS_IMAGES) -> Sequence[int]:
+    """The training images a streamed folder's mean/std come from: all of them up to ``size`` (so a small
+    folder gets the in-memory loader's figures), else ``size`` of them drawn with seed 0, in file order."""
+    if n <= size:
+        return range(n)
+    return sorted(torch.randperm(n, generator=torch.Generator().manual_seed(0))[:size].tolist())
+
+
+def _load_imagefolder(root: str | os.PathLike | None, image_size: int, stream: bool = False) -> DatasetBundle:
+    """An ImageFolder tree (optionally with train/ and val/ or test/) resized to image_size; with ``stream``
+    only its file list, mean/std from a sample of at most :data:`STREAM_STATS_IMAGES` training images."""
     train_dir, test_dir = _imagefolder_dirs(root)
+    read = _list_files if stream else _read_all
     train_folder = _open_imagefolder(train_dir, image_size)
-    train = _read_all(train_folder, image_size)
+    train = read(train_folder, image_size)
     test = None
     if test_dir is not None:
         test_folder = _open_imagefolder(test_dir, image_size)
         label_map = _test_label_map(train_folder.classes, test_folder.classes, test_dir)
-        test = _read_all(test_folder, image_size, label_map)
-    mean, std = _mean_std(train.images)
+        test = read(test_folder, image_size, label_map)
+    if isinstance(train, ImageFiles):
+        sample = list(_stats_sample(len(train)))
+        chunks = (train.read(sample[s : s + _STATS_CHUNK]) for s in range(0, len(sample), _STATS_CHUNK))
+        mean, std = _mean_std(chunks)
+    else:
+        mean, std = _mean_std(_chunks(train.images))
     return DatasetBundle("imagefolder", train, test, len(train_folder.classes), 3, image_size, mean, std)

@@ -139,12 +139,19 @@ def probe_peak_memory(
     """What one trial of ``config`` (a search, or with ``genotype`` a retraining) holds on its GPU:
     two short epochs of ``steps`` batches on the trial's own data and settings (the architecture
     step on from the start; no compilation, whose graphs hold less), plus the part of the training
-    set the probe left off the device. ``peak_bytes`` is what the caching allocator reserved at most
-    plus that part. ``device="cpu"`` runs the same probe without the CUDA figures (for tests)."""
+    set the probe left off the device (none when the data is streamed: then only batches are on the
+    device). ``peak_bytes`` is what the caching allocator reserved at most plus that part.
+    ``device="cpu"`` runs the same probe without the CUDA figures (for tests)."""
     on_cuda = device.startswith("cuda")
     if on_cuda and not torch.cuda.is_available():
         raise RuntimeError("probe_peak_memory: no CUDA device here")
-    data = load_dataset(config.dataset, config.data_root, download=config.download, image_size=config.image_size)
+    data = load_dataset(
+        config.dataset,
+        config.data_root,
+        download=config.download,
+        image_size=config.image_size,
+        loading=config.data_loading,
+    )
     batch = config.batch_size
     if isinstance(config, SearchConfig):
         search_config = config.replace(
@@ -163,14 +170,15 @@ def probe_peak_memory(
             epochs=2, warmup_epochs=0, device=device, train_subset=min(len(data.train), batch * steps)
         )
         run = Training(train_config, genotype, data=data)
-    measured = measure_epochs(run, epochs=2)
+    with run:
+        measured = measure_epochs(run, epochs=2)
     image_bytes = data.in_channels * data.image_size**2 + 8  # uint8 pixels and an int64 label
     used = sum(len(idx) for idx in run.split.values())
     # A search with data_split="folders" holds its architecture half from the test split (val/).
     valid_folder = data.test if isinstance(config, SearchConfig) and config.data_split == "folders" else None
     available = len(data.train) + (len(valid_folder) if valid_folder is not None else 0)
     wanted = available if config.train_subset is None else min(config.train_subset, available)
-    left_off = max(0, wanted - used) * image_bytes
+    left_off = max(0, wanted - used) * image_bytes if config.data_loading == "memory" else 0
     return {
         "peak_reserved_bytes": measured.peak_reserved_bytes,
         "peak_allocated_bytes": measured.peak_allocated_bytes,

@@ -29,7 +29,7 @@ from ..activation_memory import activation_bytes_per_image
 from ..arch_budget import ArchitectureBudgetWarning, budget_warning
 from ..architect import Architect
 from ..config import SearchConfig
-from ..data import DatasetBundle, DeviceBatches, ImageTensors
+from ..data import Batches, DatasetBundle, ImageFiles, ImageTensors
 from ..devices import peak_memory_bytes, reset_peak_memory
 from ..errors import DataError, Diverged, UserInputError
 from ..genotype import Genotype
@@ -143,7 +143,7 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         if (message := budget_warning(config, len(data.train))) is not None:
             warnings.warn(message, ArchitectureBudgetWarning, stacklevel=2)
 
-    def _split_source(self, part: str) -> ImageTensors:
+    def _split_source(self, part: str) -> ImageTensors | ImageFiles:
         if part == "valid" and self.config.data_split == "folders":
             assert self.data.test is not None  # checked by _halves
             return self.data.test
@@ -280,7 +280,7 @@ def _halves(config: SearchConfig, data: DatasetBundle) -> tuple[torch.Tensor, to
     return halves
 
 
-def _cycle(make: Callable[[int], DeviceBatches]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _cycle(make: Callable[[int], Batches]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless batches: pass 0, 1, 2, ... each with its own order and augmentation."""
     n = 0
     while True:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..config import TrainConfig
 from ..cost import NetworkCost, network_cost
-from ..data import DatasetBundle, DeviceBatches
+from ..data import Batches, DatasetBundle
 from ..devices import peak_memory_bytes, reset_peak_memory
 from ..errors import DataError, Diverged, UserInputError
 from ..genotype import Genotype
@@ -137,7 +137,7 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
                 "portion"
             )
         self._place_training_split({"train": train_idx, **({"valid": valid_idx} if config.valid_portion > 0 else {})})
-        self._parts["test"] = (data.test.images.to(self.device), data.test.labels.to(self.device))
+        self._place("test", data.test)
 
     # --- running --------------------------------------------------------------------
     def genotype(self) -> Genotype:
@@ -231,7 +231,7 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
                 on_step(step, len(batches))
         return (*totals.means(), totals.seen)
 
-    def _train_batches(self) -> DeviceBatches:
+    def _train_batches(self) -> Batches:
         """One shuffled, augmented pass over the training split. A last batch of a single image is
         dropped: batch norm cannot normalise the 1x1 maps of the auxiliary head (or of the last
         cells on small images) over one sample."""
