@@ -14,7 +14,7 @@ from pcdarts_core.arch_budget import budget_warning
 from pcdarts_core.errors import DataError, UserInputError
 
 from .errors import SpecError
-from .spec import DatasetSpec, StudySpec, retrain_dataset, setting_label
+from .spec import DatasetSpec, StudySpec, retrain_config, retrain_dataset, setting_label
 from .study_files import STATE_FILE
 from .tracking import StudyTracker
 
@@ -44,16 +44,18 @@ def check_data(spec: StudySpec) -> int:
     """Load the dataset once on the driver before any trial: a missing or malformed dataset is one
     clear error instead of every trial failing, and CIFAR is downloaded once, not by each trial. So is
     the retraining's own data (``retrain.dataset``), which needs the test split the retraining reports.
-    Returns the number of training images of the search's data."""
-    train_images = _check_dataset(spec.dataset, "dataset")
+    Returns the number of training images of the search's data. Data the trials stream
+    (``data_loading: stream``) is listed, not decoded."""
+    streamed = any(config.data_loading == "stream" for _, config in spec.grid)
+    train_images = _check_dataset(spec.dataset, "dataset", "stream" if streamed else "memory")
     if spec.transfer:
-        _check_dataset(retrain_dataset(spec), "retrain.dataset")
+        _check_dataset(retrain_dataset(spec), "retrain.dataset", retrain_config(spec, seed=0).data_loading)
     return train_images
 
 
-def _check_dataset(d: DatasetSpec, where: str) -> int:
+def _check_dataset(d: DatasetSpec, where: str, loading: str) -> int:
     try:
-        data = load_dataset(d.name, d.root, download=d.download, image_size=d.image_size)
+        data = load_dataset(d.name, d.root, download=d.download, image_size=d.image_size, loading=loading)
     except DataError as err:
         raise SpecError(where, str(err)) from None
     if data.test is None:

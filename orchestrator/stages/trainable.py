@@ -49,15 +49,15 @@ def start(params: dict[str, Any], config: SearchConfig | TrainConfig) -> Dataset
     torch.set_num_threads(max(1, int(params.get("threads", 1))))
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return _dataset(config.dataset, config.data_root, config.download, config.image_size)
+    return _dataset(config.dataset, config.data_root, config.download, config.image_size, config.data_loading)
 
 
 @functools.lru_cache(maxsize=1)
-def _dataset(name: str, root: str | None, download: bool, image_size: int | None) -> DatasetBundle:
+def _dataset(name: str, root: str | None, download: bool, image_size: int | None, loading: str) -> DatasetBundle:
     """The dataset, loaded once per worker process: Tune reuses a worker for the next trial (``reuse_actors``),
-    which then finds its data in memory. One dataset is kept (the one the last trial used); the trials only
-    read it."""
-    return load_dataset(name, root, download=download, image_size=image_size)
+    which then finds its data in memory (or, streamed, its list of files). One dataset is kept (the one the
+    last trial used); the trials only read it."""
+    return load_dataset(name, root, download=download, image_size=image_size, loading=loading)
 
 
 def restore(kind: type[EpochRunner], data: DatasetBundle) -> Any:
@@ -74,6 +74,13 @@ def report_epochs(
 ) -> None:
     """Run the remaining epochs, reporting each with a checkpoint; the last report carries the final values, and
     its checkpoint also the files ``final_files(run, folder)`` writes (the driver logs them to MLflow)."""
+    with run:  # a streamed run's loader workers stop when the trial ends
+        _report_epochs(run, final, key, final_files)
+
+
+def _report_epochs(
+    run: Any, final: Callable[[Any], dict[str, Any]], key: str, final_files: Callable[[Any, Path], None] | None
+) -> None:
     where = _where()
     hook = epoch_hook()
     reported = False

@@ -56,10 +56,16 @@ def evaluate_run(uri: str, run_id: str) -> Evaluation:
         config = TrainConfig.model_validate_json((files / "config.json").read_text())
         genotype = load_genotype(str(files / "genotype.json"))
         state = torch.load(files / TRAINED_WEIGHTS, map_location="cpu", weights_only=True)
-    data = load_dataset(config.dataset, config.data_root, download=config.download, image_size=config.image_size)
-    training = Training(config, genotype, data=data)
-    training.model.load_state_dict(state)
-    loss, acc = training.evaluate_test()  # the test pass each retrain epoch ends with
+    data = load_dataset(
+        config.dataset,
+        config.data_root,
+        download=config.download,
+        image_size=config.image_size,
+        loading=config.data_loading,
+    )
+    with Training(config, genotype, data=data) as training:
+        training.model.load_state_dict(state)
+        loss, acc = training.evaluate_test()  # the test pass each retrain epoch ends with
     return Evaluation(run_id, float(loss), float(acc))
 
 
