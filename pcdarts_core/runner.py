@@ -80,13 +80,7 @@ class EpochRunner(Generic[ConfigT, RecordT]):
         self.config: ConfigT = config
         self.device = resolve_device(config.device)
         if data is None:
-            data = load_dataset(
-                config.dataset,
-                config.data_root,
-                download=config.download,
-                image_size=config.image_size,
-                loading=config.data_loading,
-            )
+            data = run_dataset(config)
         _check_loading(config.data_loading, data)
         self.data = data
         seed_everything(config.seed, config.deterministic)
@@ -292,6 +286,17 @@ def _check_checkpoint(state: dict[str, Any], kind: str, expected_format: int) ->
             f"checkpoint format {state.get('format')!r} is not supported by this version (expected "
             f"{expected_format}): resume it with the version that wrote it, or start a new {kind}"
         )
+
+
+def run_dataset(config: RunSettings) -> DatasetBundle:
+    """The dataset a run's settings name, loaded (or, with ``data_loading="stream"``, listed) as they say."""
+    return load_dataset(
+        config.dataset,
+        config.data_root,
+        download=config.download,
+        image_size=config.image_size,
+        loading=config.data_loading,
+    )
 
 
 def _check_loading(loading: str, data: DatasetBundle) -> None:

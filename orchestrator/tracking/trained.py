@@ -45,7 +45,7 @@ def evaluate_run(uri: str, run_id: str) -> Evaluation:
     import torch
     from mlflow.tracking import MlflowClient
 
-    from pcdarts_core import TrainConfig, Training, load_dataset, load_genotype
+    from pcdarts_core import TrainConfig, Training, load_genotype
 
     with tempfile.TemporaryDirectory(prefix="pcdarts-network-") as folder:
         try:
@@ -56,14 +56,7 @@ def evaluate_run(uri: str, run_id: str) -> Evaluation:
         config = TrainConfig.model_validate_json((files / "config.json").read_text())
         genotype = load_genotype(str(files / "genotype.json"))
         state = torch.load(files / TRAINED_WEIGHTS, map_location="cpu", weights_only=True)
-    data = load_dataset(
-        config.dataset,
-        config.data_root,
-        download=config.download,
-        image_size=config.image_size,
-        loading=config.data_loading,
-    )
-    with Training(config, genotype, data=data) as training:
+    with Training(config, genotype) as training:  # its data as the run's settings say
         training.model.load_state_dict(state)
         loss, acc = training.evaluate_test()  # the test pass each retrain epoch ends with
     return Evaluation(run_id, float(loss), float(acc))

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 
 from ..config import SearchConfig, TrainConfig
-from ..data import DatasetBundle, ImageTensors, load_dataset
+from ..data import DatasetBundle, ImageTensors
 from ..genotype import Genotype
+from ..runner import run_dataset
 from ..search import Search
 from ..train import Training
 
@@ -145,13 +146,7 @@ def probe_peak_memory(
     on_cuda = device.startswith("cuda")
     if on_cuda and not torch.cuda.is_available():
         raise RuntimeError("probe_peak_memory: no CUDA device here")
-    data = load_dataset(
-        config.dataset,
-        config.data_root,
-        download=config.download,
-        image_size=config.image_size,
-        loading=config.data_loading,
-    )
+    data = run_dataset(config)
     batch = config.batch_size
     if isinstance(config, SearchConfig):
         search_config = config.replace(
