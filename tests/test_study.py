@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from fault_hooks import pause_hook_env
 from study_helpers import RAY_AGENTS, driver, finish, finished, kill_driver, result_rows, trial_results, wait_for
+from study_helpers import output as output_of
 
 from orchestrator.stages.rows import TRIAL_COLUMNS
 from orchestrator.stages.trainable import EPOCH_HOOK_ENV
@@ -128,8 +130,10 @@ def test_study_killed_interrupted_and_resumed(tmp_path, ray_env):
     # 2. resumed, then Ctrl-C in the middle of a trial: exit 130 with the resume command, runs closed
     second = driver(resume, paced, tmp_path, tmp_path / "run2.log")
     try:
-        rows = _rows(folder)
-        wait_for(lambda: _rows(folder) > rows, second, 300, "new search report after resuming")
+        # as soon as its progress line shows a search running (a restored search may have one epoch left: waiting
+        # for its next report could mean waiting for the end of the stage)
+        running = re.compile(r"^search: \d+/4 done, [1-9]\d* running", re.M)
+        wait_for(lambda: running.search(output_of(second)), second, 300, "a running search after resuming")
         second.send_signal(signal.SIGINT)
         code, output = finish(second, 180)
     finally:
