@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from fault_hooks import pause_hook_env
 from study_helpers import RAY_AGENTS, driver, finish, finished, kill_driver, trial_results, wait_for
 
 from orchestrator.errors import SpecError
@@ -172,8 +173,9 @@ def test_a_screened_transfer_study_killed_in_its_screen_and_resumed(tmp_path, ra
     folder = tmp_path / "study"
     args = [str(spec_file), "--out", str(folder)]
 
-    # the driver SIGKILLed once one screen candidate has ended (finished or stopped) and the next has begun
-    first = driver(args, ray_env, tmp_path, tmp_path / "run1.log")
+    # the driver SIGKILLed once one screen candidate has ended (finished or stopped) and the next has begun; each
+    # epoch waits a second first, so that the next one is still running then (warm workers are quick)
+    first = driver(args, {**ray_env, **pause_hook_env(1.0)}, tmp_path, tmp_path / "run1.log")
     try:
         wait_for(lambda: len(trial_results(folder, "screen")) >= 2, first, 400, "a second screen trial")
         before = trial_results(folder, "screen")
