@@ -14,6 +14,11 @@ passes move the weights by about 1e-5, far below bf16's resolution (about 4e-4 n
 measured against float32 its bf16 gradient pointed elsewhere (cosine 0.4 to 0.9). α/β, their
 gradients and Adam's state stay float32 whatever the precision. With ``arch_grad_clip`` the
 α/β gradient's norm is clipped before the Adam update (the authors' ImageNet search clips at 5).
+
+On several processes (``ranks``, :mod:`pcdarts_core.distributed`) every gradient taken from a
+process's share of a batch is averaged over the processes before it is used: the first order's α/β
+gradient; in the second order the virtual step's weight gradient, the validation gradients (so the
+perturbation ε is the same everywhere) and the finite difference. All processes then take the same step.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from .config import SearchConfig
+from .distributed import SINGLE, Ranks
 from .speed import full_precision
 from .supernet import SearchNetwork
 
@@ -33,7 +39,8 @@ Logits = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Architect:
-    """The α/β optimiser and its step. ``optimizer_options`` choose Adam's kernels."""
+    """The α/β optimiser and its step. ``optimizer_options`` choose Adam's kernels; ``ranks`` the processes
+    whose gradients are averaged."""
 
     def __init__(
         self,
@@ -41,8 +48,10 @@ class Architect:
         config: SearchConfig,
         *,
         optimizer_options: dict[str, Any] | None = None,
+        ranks: Ranks = SINGLE,
     ) -> None:
         self.model = model
+        self.ranks = ranks
         self.order = config.order
         self.momentum = config.momentum
         self.weight_decay = config.weight_decay
@@ -73,6 +82,7 @@ class Architect:
             loss = F.cross_entropy(full_precision(logits), y_valid)
             # Only α/β gradients: the weight gradients of this pass would be thrown away.
             grads = torch.autograd.grad(loss, params)
+            self.ranks.average(grads)
         else:
             grads = self._unrolled_grads(x_train, y_train, x_valid, y_valid, lr, weight_optimizer)
         for p, g in zip(params, grads):
@@ -107,6 +117,7 @@ class Architect:
 
         # One virtual SGD step with momentum and weight decay.
         train_grads = torch.autograd.grad(F.cross_entropy(model(x_train), y_train), weights)
+        self.ranks.average(train_grads)
         unrolled = []
         for w, g in zip(weights, train_grads):
             buf = weight_optimizer.state.get(w, {}).get("momentum_buffer")
@@ -117,6 +128,7 @@ class Architect:
 
         valid_loss = loss_with(unrolled, x_valid, y_valid)
         grads = torch.autograd.grad(valid_loss, arch + unrolled)
+        self.ranks.average(grads)
         arch_grads, vector = grads[: len(arch)], grads[len(arch) :]
 
         eps = fd_scale / torch.cat([v.flatten() for v in vector]).norm()
@@ -124,4 +136,8 @@ class Architect:
         minus = [w.detach() - eps * v for w, v in zip(weights, vector)]
         grads_plus = torch.autograd.grad(loss_with(plus, x_train, y_train), arch)
         grads_minus = torch.autograd.grad(loss_with(minus, x_train, y_train), arch)
-        return tuple(g - lr * (gp - gm) / (2 * eps) for g, gp, gm in zip(arch_grads, grads_plus, grads_minus))
+        if not self.ranks.several:
+            return tuple(g - lr * (gp - gm) / (2 * eps) for g, gp, gm in zip(arch_grads, grads_plus, grads_minus))
+        differences = [gp - gm for gp, gm in zip(grads_plus, grads_minus)]
+        self.ranks.average(differences)
+        return tuple(g - lr * d / (2 * eps) for g, d in zip(arch_grads, differences))

@@ -279,6 +279,11 @@ class SearchConfig(RunSettings):
     compile: bool = Field(
         False, description="torch.compile the supernet's forward pass (pays on a GPU; the first steps compile)"
     )
+    sync_bn: bool = Field(
+        False,
+        description="on several processes (torchrun), normalise BatchNorm over the whole batch (GPUs only); off: "
+        "each process over its share, as the authors' DataParallel search",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SearchConfig:

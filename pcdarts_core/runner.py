@@ -27,6 +27,7 @@ from .config import RunSettings, SearchConfig, TrainConfig
 from .data import Batches, DatasetBundle, DeviceBatches, ImageFiles, ImageTensors, load_dataset, split_indices
 from .data.stream import FileBatches, FileLoader
 from .devices import resolve_device
+from .distributed import SINGLE, Ranks
 from .errors import ConfigError, Diverged, UserInputError
 from .records import EpochRecord, TrainRecord
 from .seeding import capture_rng_state, derived_seed, restore_rng_state, seed_everything
@@ -57,6 +58,14 @@ class Totals:
         """(mean loss, accuracy) over everything added."""
         return (self.loss / self.seen).item(), (self.correct.float() / self.seen).item()
 
+    def gather(self, ranks: Ranks) -> None:
+        """Sum each total over the processes of a run on several (the whole batch's figures on every process)."""
+        if not ranks.several:
+            return
+        seen = torch.tensor(float(self.seen), dtype=torch.float64, device=self.loss.device)
+        total = ranks.sum(torch.stack([self.loss.double(), self.correct.double(), seen]))
+        self.loss, self.correct, self.seen = total[0], total[1].long(), int(total[2].item())
+
 
 class EpochRunner(Generic[ConfigT, RecordT]):
     """Base of one run (search or retraining). Subclasses set the class attributes and implement
@@ -76,8 +85,10 @@ class EpochRunner(Generic[ConfigT, RecordT]):
     )
     CHECKPOINT_FORMAT: ClassVar[int] = 1
 
-    def __init__(self, config: ConfigT, data: DatasetBundle | None) -> None:
+    def __init__(self, config: ConfigT, data: DatasetBundle | None, ranks: Ranks = SINGLE) -> None:
         self.config: ConfigT = config
+        #: The processes this run is data parallel over (:mod:`pcdarts_core.distributed`); one by default.
+        self.ranks = ranks
         self.device = resolve_device(config.device)
         if data is None:
             data = run_dataset(config)
@@ -150,6 +161,7 @@ class EpochRunner(Generic[ConfigT, RecordT]):
             shuffle=shuffle,
             drop_last=drop_last,
             generator=generator,
+            shard=(self.ranks.rank, self.ranks.world_size),
         )
         if isinstance(images, FileLoader):
             return FileBatches(images, labels, device=self.device, **options)
@@ -165,6 +177,7 @@ class EpochRunner(Generic[ConfigT, RecordT]):
         for x, y in self._batches(part, augment=False, shuffle=False, stream=stream):
             logits = logits_of(x).float()
             totals.add(F.cross_entropy(logits, y), logits, y)
+        totals.gather(self.ranks)
         return totals.means()
 
     # --- running --------------------------------------------------------------------
@@ -214,6 +227,7 @@ class EpochRunner(Generic[ConfigT, RecordT]):
         return {
             "format": self.CHECKPOINT_FORMAT,
             "kind": self.KIND,
+            "world_size": self.ranks.world_size,
             "config": self.config.model_dump(),
             "epoch": self.epoch,
             "data": self._data_facts,
@@ -225,6 +239,7 @@ class EpochRunner(Generic[ConfigT, RecordT]):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         _check_checkpoint(state, self.KIND, self.CHECKPOINT_FORMAT)
+        _check_world_size(state.get("world_size", 1), self.ranks.world_size, self.KIND)
         if state["data"] != self._data_facts:
             raise UserInputError(
                 f"resume: the checkpoint was written for data {state['data']} but the data given is "
@@ -237,14 +252,19 @@ class EpochRunner(Generic[ConfigT, RecordT]):
         restore_rng_state(state["rng"], self.device)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the complete state to ``path`` atomically."""
+        """Write the complete state to ``path`` atomically (on several processes, the main one writes; they all
+        hold the same state)."""
         self._check_not_diverged()
-        save_checkpoint(self.state_dict(), path)
+        state = self.state_dict()
+        if self.ranks.main:
+            save_checkpoint(state, path)
 
     @classmethod
-    def _from_checkpoint(cls, config: Any, state: dict[str, Any], data: DatasetBundle | None) -> EpochRunner:
+    def _from_checkpoint(
+        cls, config: Any, state: dict[str, Any], data: DatasetBundle | None, ranks: Ranks
+    ) -> EpochRunner:
         """A fresh run with the checkpoint's settings, before its state is loaded."""
-        return cls(config, data=data)  # type: ignore[call-arg]
+        return cls(config, data=data, ranks=ranks)  # type: ignore[call-arg]
 
     @classmethod
     def resume(
@@ -252,6 +272,7 @@ class EpochRunner(Generic[ConfigT, RecordT]):
         path: str | os.PathLike,
         data: DatasetBundle | None = None,
         config: RunSettings | None = None,
+        ranks: Ranks = SINGLE,
         **changes: Any,
     ) -> Any:
         """Rebuild a run from its checkpoint, to continue it.
@@ -261,17 +282,19 @@ class EpochRunner(Generic[ConfigT, RecordT]):
         value are fine. With only ``data_root``/``download`` changed the run continues exactly
         as if uninterrupted; a new ``device`` or ``deterministic`` changes the kernels (and on a
         GPU the batch order); a larger ``epochs`` extends the run, its schedules then running
-        to the new end from where the run stands.
+        to the new end from where the run stands. A run on several processes (``ranks``) resumes on
+        as many as it ran on.
         """
         state = load_checkpoint(path)
         _check_checkpoint(state, cls.KIND, cls.CHECKPOINT_FORMAT)
+        _check_world_size(state.get("world_size", 1), ranks.world_size, cls.KIND)
         requested = {**(config.model_dump() if config is not None else {}), **changes}
         new_config = cls.CONFIG.for_resume(state["config"], requested, cls.RESUMABLE_CHANGES)
         if new_config.epochs < state["epoch"]:
             raise UserInputError(
                 f"epochs={new_config.epochs}: the {cls.KIND} already ran {state['epoch']} epochs; use at least that"
             )
-        run = cls._from_checkpoint(new_config, state, data)
+        run = cls._from_checkpoint(new_config, state, data, ranks)
         run.load_state_dict(state)
         return run
 
@@ -285,6 +308,17 @@ def _check_checkpoint(state: dict[str, Any], kind: str, expected_format: int) ->
         raise UserInputError(
             f"checkpoint format {state.get('format')!r} is not supported by this version (expected "
             f"{expected_format}): resume it with the version that wrote it, or start a new {kind}"
+        )
+
+
+def _check_world_size(saved: int, now: int, kind: str) -> None:
+    """A run resumes on as many processes as it ran on: their number decides how every batch is split and
+    which images each process's BatchNorm normalises together."""
+    if saved != now:
+        how = f"torchrun --nproc_per_node {saved}" if saved > 1 else "one process (without torchrun)"
+        raise UserInputError(
+            f"resume: the checkpoint was written by a {kind} on {saved} process(es), this one runs on {now}: "
+            f"resume it with {how}, or start a new {kind}"
         )
 
 

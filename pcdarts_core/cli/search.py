@@ -6,6 +6,11 @@ Writes into ``--out``: ``config.json``, ``checkpoint.pt`` (after every epoch),
 softmaxed α/β included), ``genotype.json`` and ``genotype.txt`` (the current
 genotype, final once the search ends). Every file is replaced atomically.
 Nothing is created before the settings and the data have been checked.
+
+Under ``torchrun --nproc_per_node N -m pcdarts_core.search ...`` the search runs data parallel on N
+processes (:mod:`pcdarts_core.distributed`: NCCL, one GPU each, or gloo on CPUs); ``--batch-size`` is the
+batch of the whole search, each process takes an equal share of it, and the first process alone prints and
+writes ``--out``. A search resumes on as many processes as it started with.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 from ..checkpoint import atomic_write_text
 from ..config import SEARCH_PROTOCOLS, SearchConfig
+from ..distributed import Ranks
 from ..errors import UserInputError
 from ..outputs import CHECKPOINT, write_config, write_genotype
 from ..records import EpochRecord, records_csv
@@ -60,46 +66,58 @@ def _describe(record: EpochRecord, epochs: int) -> str:
     )
 
 
-def _resume(args: argparse.Namespace, checkpoint: Path, overrides: dict) -> Search:
+def _resume(args: argparse.Namespace, checkpoint: Path, overrides: dict, ranks: Ranks) -> Search:
     if args.protocol is not None:
         raise UserInputError("--protocol: a resumed search keeps the settings of its checkpoint; leave --protocol out")
-    return Search.resume(checkpoint, **overrides)
+    return Search.resume(checkpoint, ranks=ranks, **overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = config_overrides(args, SearchConfig)
+    ranks = Ranks.launched(overrides.get("device", "auto"))
+    try:
+        return _search(args, overrides, ranks)
+    finally:
+        ranks.close()
+
+
+def _search(args: argparse.Namespace, overrides: dict, ranks: Ranks) -> int:
     # Settings, data and checkpoint are all checked before anything is written.
     search = open_run(
         args.out,
         args.resume,
         "search",
-        resume_from=lambda checkpoint: _resume(args, checkpoint, overrides),
-        start=lambda: Search(SearchConfig.protocol(args.protocol or "cifar", **overrides)),
+        resume_from=lambda checkpoint: _resume(args, checkpoint, overrides, ranks),
+        start=lambda: Search(SearchConfig.protocol(args.protocol or "cifar", **overrides), ranks=ranks),
     )
     if search.done:
-        print(
-            f"search in {args.out} already finished {search.epoch} epochs; raise --epochs to extend it", file=sys.stderr
-        )
-        print(search.genotype().to_text())
+        if ranks.main:
+            print(
+                f"search in {args.out} already finished {search.epoch} epochs; raise --epochs to extend it",
+                file=sys.stderr,
+            )
+            print(search.genotype().to_text())
         return 0
-    write_config(args.out, search.config)
+    if ranks.main:
+        write_config(args.out, search.config)
     cfg = search.config
+    on = f", {ranks.world_size} processes" if ranks.several else ""
     code = run_epochs(
         search,
         args.out,
-        quiet=args.quiet,
+        quiet=args.quiet or not ranks.main,
         desc=f"search k={cfg.k} edge_norm={cfg.edge_norm} seed={cfg.seed}",
         intro=(
             f"{cfg.dataset}: {len(search.split['train'])} train / {len(search.split['valid'])} valid images, "
-            f"device {search.device}, epochs {search.epoch + 1}..{cfg.epochs} (architecture frozen for "
+            f"device {search.device}{on}, epochs {search.epoch + 1}..{cfg.epochs} (architecture frozen for "
             f"{cfg.warmup_epochs})"
         ),
-        save=lambda: write_outputs(args.out, search),
+        save=(lambda: write_outputs(args.out, search)) if ranks.main else (lambda: None),
         postfix=lambda r: {"train_acc": f"{r.train_acc:.3f}", "valid_acc": f"{r.valid_acc:.3f}"},
         describe=lambda r: _describe(r, cfg.epochs),
     )
-    if code == 0:
+    if code == 0 and ranks.main:
         print(search.genotype().to_text())
     return code
 

@@ -14,6 +14,7 @@ import torch
 from pcdarts_core.data.augment import cutout as _cutout
 from pcdarts_core.data.augment import normalize, random_crop, random_hflip, random_resized_crop
 from pcdarts_core.errors import ConfigError, DataError
+from pcdarts_core.seeding import derived_seed
 
 __all__ = ["Batches", "DeviceBatches", "split_indices"]
 
@@ -38,6 +39,13 @@ class Batches:
     both then flip, normalise and apply ``cutout``. All of it runs on ``device``, on whole
     batches; a subclass only supplies each batch's uint8 images there (:meth:`_fetch`), so the
     order and the random draws do not depend on where the images come from.
+
+    ``shard=(rank, world_size)`` makes these the batches of one of several processes
+    (:mod:`pcdarts_core.distributed`): every process draws the same order, splits each batch of
+    ``batch_size`` into ``world_size`` equal consecutive shares and takes share ``rank``, then draws its
+    own augmentation (from a seed derived from the pass's and its rank). A batch is split only as far
+    as it divides evenly: the last batch of a pass leaves out its last ``len % world_size`` images (fewer
+    than ``world_size``), and is left out when it has fewer images than processes.
     """
 
     def __init__(
@@ -56,8 +64,16 @@ class Batches:
         shuffle: bool = True,
         drop_last: bool = False,
         generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         _check_options(batch_size, cutout, padding, len(mean), len(std), channels)
+        rank, world = shard
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"shard: rank {rank} of {world} processes; use 0 <= rank < world_size")
+        if batch_size % world:
+            raise ConfigError(
+                "batch_size", batch_size, f"cannot be split over {world} processes; use a multiple of {world}"
+            )
         if augment_style not in ("cifar", "imagenet"):
             raise ConfigError("augment", augment_style, "use 'cifar' (padded random crop) or 'imagenet' (resized crop)")
         self.device = device
@@ -73,18 +89,28 @@ class Batches:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.generator = _make_generator(generator, device)
+        self.shard = shard
+        # One order for all processes, then each its own augmentation draws.
+        self.augment_generator = self.generator
+        if world > 1:
+            self.augment_generator = torch.Generator(device=self.generator.device)
+            self.augment_generator.manual_seed(derived_seed(self.generator.initial_seed(), rank))
 
     def __len__(self) -> int:
         """Number of batches per pass."""
         n = self.labels.shape[0]
         if self.drop_last:
             return n // self.batch_size
-        return -(-n // self.batch_size)
+        full, rest = divmod(n, self.batch_size)
+        return full + (rest >= self.shard[1])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (float32 normalised images, int64 labels) for one pass."""
+        """Yield (float32 normalised images, int64 labels) for one pass (this process's shares of them)."""
         order = self._order()
         batches = [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self))]
+        rank, world = self.shard
+        if world > 1:
+            batches = [idx[: len(idx) - len(idx) % world].view(world, -1)[rank] for idx in batches]
         for idx, images in zip(batches, self._fetch(batches)):
             yield self._transform(images), self.labels[idx]
 
@@ -105,13 +131,13 @@ class Batches:
         if not self.augment:
             return normalize(x, self.mean, self.std)
         if self.augment_style == "imagenet":
-            x = random_resized_crop(x, self.generator)
+            x = random_resized_crop(x, self.augment_generator)
         else:
-            x = random_crop(x, self.padding, self.generator)
-        x = random_hflip(x, self.generator)
+            x = random_crop(x, self.padding, self.augment_generator)
+        x = random_hflip(x, self.augment_generator)
         x = normalize(x, self.mean, self.std)
         if self.cutout > 0:
-            x = _cutout(x, self.cutout, self.generator)
+            x = _cutout(x, self.cutout, self.augment_generator)
         return x
 
 

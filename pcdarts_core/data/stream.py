@@ -12,6 +12,7 @@ the pass's generator), so a streamed run sees exactly the batches of the same ru
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,6 +123,6 @@ class FileBatches(Batches):
 
     def _fetch(self, batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
         flat = torch.cat(batches).tolist() if batches else []  # one host read per pass
-        size = self.batch_size
-        for images in self.loader.read([flat[i : i + size] for i in range(0, len(flat), size)]):
+        ends = list(itertools.accumulate(len(idx) for idx in batches))
+        for images in self.loader.read([flat[end - len(idx) : end] for idx, end in zip(batches, ends)]):
             yield images.to(self.device, non_blocking=True)

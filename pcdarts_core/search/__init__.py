@@ -31,6 +31,7 @@ from ..architect import Architect
 from ..config import SearchConfig
 from ..data import Batches, DatasetBundle, ImageFiles, ImageTensors
 from ..devices import peak_memory_bytes, reset_peak_memory
+from ..distributed import SINGLE, Ranks
 from ..errors import DataError, Diverged, UserInputError
 from ..genotype import Genotype
 from ..records import EpochRecord
@@ -62,11 +63,13 @@ def search_step(
     lr: float,
     grad_clip: float,
     logits_of: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ranks: Ranks = SINGLE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One search step: an architecture step on ``valid_batch`` (unless ``None``: warm-up),
     then a weight step on ``(x, y)``. ``logits_of`` computes a batch's logits as the search is
     configured (autocast, compiled model; default: ``model``); the loss is taken in float32.
-    Returns the weight step's loss and logits, detached."""
+    On several processes (``ranks``) the weight gradients are averaged over them before clipping,
+    as the architect averages its own. Returns the weight step's loss and logits, detached."""
     logits_of = logits_of or model
     if valid_batch is not None:
         architect.step(x, y, *valid_batch, lr, weight_optimizer, logits_of=logits_of)
@@ -75,7 +78,9 @@ def search_step(
     loss = F.cross_entropy(logits, y)
     loss.backward()
     # Clip what the optimiser steps (the weights), without re-filtering the model's parameters each step.
-    torch.nn.utils.clip_grad_norm_([p for group in weight_optimizer.param_groups for p in group["params"]], grad_clip)
+    weights = [p for group in weight_optimizer.param_groups for p in group["params"]]
+    ranks.average([p.grad for p in weights if p.grad is not None])
+    torch.nn.utils.clip_grad_norm_(weights, grad_clip)
     weight_optimizer.step()
     return loss.detach(), logits.detach()
 
@@ -104,10 +109,12 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         config: SearchConfig,
         data: DatasetBundle | None = None,
         device: str | torch.device | None = None,
+        ranks: Ranks = SINGLE,
     ) -> None:
         if device is not None:
             config = config.replace(device=str(device))
-        super().__init__(config, data)
+        _check_ranks(config, ranks)
+        super().__init__(config, data, ranks)
         data = self.data
         self.speed = speed_options(config, self.device)
         check_memory_format(self.speed, self.device, data.in_channels)
@@ -124,6 +131,8 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
             channel_selection=config.channel_selection,
             network=config.network,
         ).to(self.device, memory_format=self.speed.memory_format)
+        if ranks.several:
+            self._share_model(config)
         # The module that runs the forward passes; self.model stays the plain one (checkpoints, genotype).
         self._forward = torch.compile(self.model) if config.compile else self.model
         kernels = optimizer_kernels(self.device)
@@ -134,7 +143,7 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
             weight_decay=config.weight_decay,
             **kernels,
         )
-        self.architect = Architect(self.model, config, optimizer_options=kernels)
+        self.architect = Architect(self.model, config, optimizer_options=kernels, ranks=ranks)
         train_idx, valid_idx = _halves(config, data)
         if data.test is not None and config.data_split == "folders":
             # The architecture half's images identify the data too: a resume must find the same ones.
@@ -148,6 +157,18 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
             assert self.data.test is not None  # checked by _halves
             return self.data.test
         return self.data.train
+
+    def _share_model(self, config: SearchConfig) -> None:
+        """On several processes: all start from the main one's supernet (seeded alike, they already agree), and
+        with ``sync_bn`` their BatchNorm layers normalise the whole batch together."""
+        if config.sync_bn:
+            if self.device.type != "cuda":
+                raise UserInputError(
+                    f"sync_bn: SyncBatchNorm runs on GPUs only, this search runs on {self.device}; leave sync_bn off "
+                    "(each process then normalises its own share, as the authors' DataParallel search did)"
+                )
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.ranks.broadcast([*self.model.parameters(), *self.model.buffers()])
 
     # --- running ------------------------------------------------------------------
     def genotype(self) -> Genotype:
@@ -189,6 +210,10 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         start = time.perf_counter()
         train_loss, train_acc, seen = self._train_epoch(arch_frozen, lr, on_step)
         train_time = time.perf_counter() - start
+        if self.ranks.several:
+            self.ranks.check_same(self.model.named_parameters(), "supernet weights or α/β")
+            # Evaluate, and save, the main process's BatchNorm statistics (DataParallel keeps its first replica's).
+            self.ranks.broadcast(self.model.buffers())
         self.model.eval()
         valid_loss, valid_acc = self._evaluate("valid", self.logits, stream=2)
         epoch_time = time.perf_counter() - start
@@ -237,10 +262,12 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
                 lr,
                 cfg.grad_clip,
                 logits_of=self.logits,
+                ranks=self.ranks,
             )
             totals.add(loss, logits, y)
             if on_step is not None:
                 on_step(step, len(train))
+        totals.gather(self.ranks)
         return (*totals.means(), totals.seen)
 
     # --- state ------------------------------------------------------------------
@@ -255,6 +282,15 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         self.model.load_state_dict(state["model"])
         load_optimizer_state(self.weight_optimizer, state["weight_optimizer"])
         load_optimizer_state(self.architect.optimizer, state["arch_optimizer"])
+
+
+def _check_ranks(config: SearchConfig, ranks: Ranks) -> None:
+    """Every batch must split evenly over the processes (each takes batch_size / world_size images of it)."""
+    if ranks.several and config.batch_size % ranks.world_size:
+        raise UserInputError(
+            f"batch_size={config.batch_size}: cannot be split over {ranks.world_size} processes; use a multiple of "
+            f"{ranks.world_size} (the batch of the whole search, of which each process takes an equal share)"
+        )
 
 
 def _halves(config: SearchConfig, data: DatasetBundle) -> tuple[torch.Tensor, torch.Tensor]:
@@ -302,13 +338,15 @@ def run_search(
     on_epoch: EpochCallback | None = None,
     on_step: StepCallback | None = None,
     resume_from: str | os.PathLike | None = None,
+    ranks: Ranks = SINGLE,
 ) -> SearchResult:
     """Run a whole search (or the rest of one, from a checkpoint), calling ``on_epoch(record, search)``
-    after every epoch: the place to report progress and save checkpoints."""
+    after every epoch: the place to report progress and save checkpoints. ``ranks``: this process's place
+    when the search runs on several (:mod:`pcdarts_core.distributed`)."""
     if resume_from is not None:
-        search = Search.resume(resume_from, data=data, config=config)
+        search = Search.resume(resume_from, data=data, config=config, ranks=ranks)
     else:
-        search = Search(config, data=data)
+        search = Search(config, data=data, ranks=ranks)
     for record in search.epochs(on_step):
         if on_epoch is not None:
             on_epoch(record, search)

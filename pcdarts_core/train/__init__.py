@@ -31,6 +31,7 @@ from ..config import TrainConfig
 from ..cost import NetworkCost, network_cost
 from ..data import Batches, DatasetBundle
 from ..devices import peak_memory_bytes, reset_peak_memory
+from ..distributed import Ranks
 from ..errors import DataError, Diverged, UserInputError
 from ..genotype import Genotype
 from ..network import NetworkCIFAR, NetworkImageNet
@@ -259,7 +260,11 @@ class Training(EpochRunner[TrainConfig, TrainRecord]):
         load_optimizer_state(self.optimizer, state["optimizer"])
 
     @classmethod
-    def _from_checkpoint(cls, config: TrainConfig, state: dict[str, Any], data: DatasetBundle | None) -> Training:
+    def _from_checkpoint(
+        cls, config: TrainConfig, state: dict[str, Any], data: DatasetBundle | None, ranks: Ranks
+    ) -> Training:
+        if ranks.several:
+            raise UserInputError("a retraining runs on one process; resume it without torchrun")
         return cls(config, Genotype.from_dict(state["genotype"]), data=data)
 
 
