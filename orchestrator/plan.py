@@ -80,6 +80,9 @@ class StudyPlan:
         """One trial per grid point (with the retrain settings, to cost the genotype it finds)."""
         cost_config = self.retrain_config(seed=0).model_dump()
         res = self.spec.resources
+        # what the whole trial holds: on several workers, each worker's share that many times
+        workers = res.workers_per_trial
+        gpus = res.gpus_per_trial * workers if isinstance(res.gpus_per_trial, float) else res.gpus_per_trial
         return [
             Trial(
                 key=point.key,
@@ -88,8 +91,8 @@ class StudyPlan:
                 seed=point.config.seed,
                 config=point.config.model_dump(),
                 retrain_config=cost_config,
-                cpus=res.cpus_per_trial,
-                gpus=res.gpus_per_trial,
+                cpus=res.cpus_per_trial * workers,
+                gpus=gpus,
             )
             for point in self.grid
         ]
@@ -176,6 +179,11 @@ class StudyPlan:
             f"Tune storage {spec.storage_path(folder)}",
             f"  each trial: {res.cpus_per_trial:g} CPU, {gpus} GPU; at most "
             f"{res.max_concurrent_trials or 'as many as fit'} at once; {res.max_failures} retries",
+            *(
+                [f"  each search: {res.workers_per_trial} workers of that (Ray Train, data parallel)"]
+                if res.workers_per_trial > 1
+                else []
+            ),
             "",
             f"stage search: {count} trials ({len(settings)} settings x {count // max(1, len(settings))} seeds), "
             f"{self.grid[0].config.epochs} epochs each",

@@ -96,3 +96,10 @@ def check_resources(spec: StudySpec, available: dict[str, float]) -> None:
                 f"{asked:g}: the Ray cluster has {have:g} {name}s in all, so no trial could start; "
                 f"ask for at most {have:g} or add nodes",
             )
+        workers = spec.resources.workers_per_trial
+        if asked * workers > have:
+            raise SpecError(
+                "resources.workers_per_trial",
+                f"{workers} workers x {asked:g} {name}s ({field}) need {asked * workers:g} {name}s, the Ray cluster "
+                f"has {have:g}, so no search could start; use fewer workers, fewer {name}s each, or add nodes",
+            )

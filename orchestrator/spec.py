@@ -124,6 +124,22 @@ class ResourcesSpec(Section):
     )
     max_concurrent_trials: int | None = Field(None, ge=1, description="default: as many as the resources allow")
     max_failures: int = Field(2, ge=0, description="retries of a failed trial, each from its last epoch checkpoint")
+    workers_per_trial: int = Field(
+        1,
+        ge=1,
+        description="processes per search, data parallel through Ray Train, each with cpus_per_trial CPUs and "
+        "gpus_per_trial GPUs (retrainings and screens run on one)",
+    )
+
+    @model_validator(mode="after")
+    def _whole_gpus_per_worker(self) -> ResourcesSpec:
+        gpus = self.gpus_per_trial
+        if self.workers_per_trial > 1 and (gpus == "auto" or 0 < gpus < 1):
+            raise ValueError(
+                f"gpus_per_trial {gpus} with workers_per_trial {self.workers_per_trial}: each worker of a search "
+                "needs GPUs of its own (NCCL runs one process per GPU); use gpus_per_trial: 1 (or 0 on CPUs)"
+            )
+        return self
 
     @field_validator("gpus_per_trial", mode="before")
     @classmethod
@@ -190,6 +206,7 @@ class StudySpec(Section):
     @model_validator(mode="after")
     def _check_sections(self) -> StudySpec:
         self._grid = tuple(search_grid(self))  # raises SpecError naming the key
+        check_workers(self)
         self._retrain_data = _parse_retrain_dataset(self.retrain.get("dataset"))
         retrain_config(self, seed=0)
         retrain_seeds(self)
@@ -299,6 +316,19 @@ def search_grid(spec: StudySpec) -> list[tuple[dict[str, Any], SearchConfig]]:
             )
         grid.append((point, config))
     return grid
+
+
+def check_workers(spec: StudySpec) -> None:
+    """A search on several workers splits every batch evenly over them (:mod:`pcdarts_core.distributed`)."""
+    workers = spec.resources.workers_per_trial
+    for _, config in spec.grid:
+        if config.batch_size % workers:
+            where = "search.batch_size" if "batch_size" in spec.search else "resources.workers_per_trial"
+            raise SpecError(
+                where,
+                f"batch_size {config.batch_size} cannot be split over workers_per_trial {workers}: use a batch size "
+                f"that is a multiple of {workers} (each worker takes an equal share of every batch)",
+            )
 
 
 def setting_label(point: dict[str, Any]) -> str:

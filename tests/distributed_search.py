@@ -1,14 +1,15 @@
-"""A search on the processes ``torchrun`` starts, for tests/test_distributed.py: ``python -m torch.distributed.run
---nproc_per_node N tests/distributed_search.py FOLDER OUT EPOCHS [--resume]``.
+"""A search on the processes ``torchrun`` starts, for the tests of several processes: ``python -m
+torch.distributed.run --nproc_per_node N tests/distributed_search.py CONFIG OUT EPOCHS [--resume]``.
 
-Runs the search of ``FOLDER`` (see :func:`config`) to ``EPOCHS`` epochs through the library, as the command line
-would, saving ``OUT/checkpoint.pt`` after every epoch (with ``--resume``: continuing it), and has every process
-save what it held after every step (its α/β, then its weights, flattened) to ``OUT/rank<r>.pt``, so the test can
-compare the processes step by step.
+Runs the search whose settings the JSON file ``CONFIG`` holds (e.g. :func:`config`'s) to ``EPOCHS`` epochs
+through the library, as the command line would, saving ``OUT/checkpoint.pt`` after every epoch (with
+``--resume``: continuing it), and has every process save what it held after every step (its α/β, then its
+weights, flattened) to ``OUT/rank<r>.pt``, so the test can compare the processes step by step.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -21,6 +22,7 @@ from pcdarts_core.search import Search
 
 
 def config(folder: Path, **changes) -> SearchConfig:
+    """A tiny search of an image folder (tests/image_folders.py) on the CPU."""
     settings = dict(
         dataset="imagefolder",
         data_root=str(folder),
@@ -37,7 +39,7 @@ def config(folder: Path, **changes) -> SearchConfig:
     return SearchConfig(**{**settings, **changes})
 
 
-def main(folder: Path, out: Path, epochs: int, resume: bool) -> None:
+def main(settings: Path, out: Path, epochs: int, resume: bool) -> None:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")  # the architecture budget of a 2-epoch search
     ranks = Ranks.launched("cpu")
@@ -45,7 +47,7 @@ def main(folder: Path, out: Path, epochs: int, resume: bool) -> None:
         if resume:
             search = Search.resume(out / "checkpoint.pt", ranks=ranks, epochs=epochs)
         else:
-            search = Search(config(folder, epochs=epochs), ranks=ranks)
+            search = Search(SearchConfig(**{**json.loads(settings.read_text()), "epochs": epochs}), ranks=ranks)
         held: list[torch.Tensor] = []
 
         def after_step(step: int, steps: int) -> None:

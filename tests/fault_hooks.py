@@ -49,3 +49,26 @@ def poison_before_epoch(key: str, run: Any) -> None:
     if target == key and epoch.isdigit() and int(epoch) == run.epoch + 1:
         for parameter in run.model.parameters():
             parameter.fill_(float("nan"))
+
+
+#: ``RANK:EPOCH:MARKER``: the Ray Train worker of that rank that exits before that epoch, once (while MARKER, a file
+#: it creates, does not exist).
+KILL_WORKER_ENV = "PCDARTS_TEST_KILL_WORKER"
+#: Seconds the worker waits before it exits: Ray Train's controller collects the workers' reports every 2 s, and
+#: the epoch before must be registered for the restarted workers to continue from it.
+KILL_GRACE_S = 4.0
+
+
+def kill_worker_env(rank: int, epoch: int, marker: Path) -> dict[str, str]:
+    """The environment that makes the search worker of ``rank`` (of a trial on several workers) die before its
+    ``epoch``, the first time only: Ray Train restarts the workers from the last checkpoint."""
+    return {**_hook_env("kill_worker_before_epoch"), KILL_WORKER_ENV: f"{rank}:{epoch}:{marker}"}
+
+
+def kill_worker_before_epoch(key: str, run: Any) -> None:
+    """The epoch hook: the ``KILL_WORKER_ENV`` worker exits at once, as a killed process does (no clean-up)."""
+    rank, epoch, marker = os.environ.get(KILL_WORKER_ENV, "::").split(":", 2)
+    if rank and int(rank) == run.ranks.rank and int(epoch) == run.epoch + 1 and not Path(marker).exists():
+        Path(marker).touch()
+        time.sleep(KILL_GRACE_S)
+        os._exit(1)

@@ -106,11 +106,12 @@ def test_a_resume_on_another_number_of_processes_is_refused(folder, tmp_path):
 def test_two_processes_hold_the_same_alphas_at_every_step_and_resume_exactly(folder, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     straight.mkdir(), split.mkdir()
-    script = str(HERE / "distributed_search.py")
+    script, settings = str(HERE / "distributed_search.py"), tmp_path / "config.json"
+    settings.write_text(search_config(folder).model_dump_json())
     for out, epochs, resume in ((straight, "2", ()), (split, "1", ()), (split, "2", ("--resume",))):
         if resume:
             first_epoch = {r: torch.load(split / f"rank{r}.pt")["steps"] for r in (0, 1)}
-        done = _torchrun(2, script, str(folder), str(out), epochs, *resume)
+        done = _torchrun(2, script, str(settings), str(out), epochs, *resume)
         assert done.returncode == 0, done.stderr[-3000:]
     ran = {r: torch.load(straight / f"rank{r}.pt") for r in (0, 1)}
     steps = ran[0]["steps"]

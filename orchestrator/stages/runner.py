@@ -4,6 +4,11 @@ A stage's trials are a ``grid_search`` over their descriptions (:meth:`Trial.to_
 <orchestrator.trial.Trial.to_param>`). Running a stage again after an interruption restores the Tune
 experiment (``Tuner.restore``): finished trials are kept, unfinished ones continue from their last
 checkpoint. Trial failures are retried by Tune (``FailureConfig``) from their last checkpoint.
+
+A stage whose trials run on several Ray Train workers (``workers`` above 1: the searches with
+``resources.workers_per_trial``, :mod:`.train_workers`) gives each Tune trial no CPU for its Tune function (a
+token byte of memory, as Tune refuses a trial of no resources), the workers the trial's resources each, and runs
+at most as many trials at once as the cluster holds workers for.
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ from ..spec import StudySpec
 from ..trial import Trial, TrialStatus
 from .checkpoints import keep_newest_checkpoints, tune_environment
 from .rows import trial_status
+from .train_workers import Workers
 
 Trainable = Callable[[dict[str, Any]], None]
+#: What a trial's Tune function holds while Ray Train workers run the trial: no CPU (a share of one would leave the
+#: workers of a trial that asks for all CPUs waiting forever), and a byte of memory, as Tune refuses a trial of none.
+TRAIN_DRIVER_RESOURCES = {"cpu": 0, "gpu": 0, "memory": 1}
 
 
 def run_stage(
@@ -37,8 +46,10 @@ def run_stage(
     verbose: bool,
     say: Callable[[str], None] = print,
     scheduler: tune.schedulers.TrialScheduler | None = None,
+    workers: int = 1,
 ) -> list[tune.Result]:
     """Run (or continue) the Tune experiment ``name`` of one stage; returns one result per trial, in trial order.
+    ``workers``: the processes each trial runs on (see the module's docstring).
 
     With ``gpus_per_trial: auto`` each distinct setting is probed once here, before Tune starts, and
     its share written into the trial descriptions; a restored experiment keeps the descriptions (and
@@ -48,20 +59,29 @@ def run_stage(
     path = f"{storage_path.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(
-            path, trainable=_with_resources(trainable, spec), resume_unfinished=True, resume_errored=True
+            path, trainable=_with_resources(trainable, spec, workers), resume_unfinished=True, resume_errored=True
         )
     else:
         if resources.gpus_per_trial == "auto":
             trials = measure_gpu_shares(trials, resources.gpu_memory_margin, cluster_gpus(), say=say)
+        param_space: dict[str, Any] = {
+            "trial": tune.grid_search([trial.to_param() for trial in trials]),
+            "threads": max(1, int(resources.cpus_per_trial)),
+        }
+        if workers > 1:
+            param_space["workers"] = Workers(
+                count=workers,
+                cpus=resources.cpus_per_trial,
+                gpus=float(resources.gpus_per_trial),
+                max_failures=resources.max_failures,
+                storage=f"{storage_path.rstrip('/')}/train",
+            ).model_dump()
         tuner = tune.Tuner(
-            _with_resources(trainable, spec),
-            param_space={
-                "trial": tune.grid_search([trial.to_param() for trial in trials]),
-                "threads": max(1, int(resources.cpus_per_trial)),
-            },
+            _with_resources(trainable, spec, workers),
+            param_space=param_space,
             tune_config=tune.TuneConfig(
                 scheduler=scheduler,
-                max_concurrent_trials=resources.max_concurrent_trials,
+                max_concurrent_trials=_max_concurrent(spec, workers),
                 # a worker process runs one trial after another: its imports (~7 s) are paid once per slot
                 reuse_actors=True,
                 trial_name_creator=_trial_name,
@@ -99,14 +119,15 @@ def run_stage(
     return [by_key[trial.key] for trial in trials]
 
 
-def concurrent_slots(spec: StudySpec, results: list[tune.Result]) -> int:
+def concurrent_slots(spec: StudySpec, results: list[tune.Result], workers: int = 1) -> int:
     """How many of a stage's trials the Ray cluster could run at once: its CPUs (and GPUs) over what a trial asks
-    for (with ``gpus_per_trial: auto``, the median of the shares the trials were given), at most
-    ``max_concurrent_trials`` and the number of trials."""
+    for (with ``gpus_per_trial: auto``, the median of the shares the trials were given; on ``workers`` processes,
+    that many times the CPUs, and the GPUs each trial holds), at most ``max_concurrent_trials`` and the number of
+    trials."""
     import ray
 
     resources, cluster = spec.resources, ray.cluster_resources()
-    slots = [len(results), int(cluster.get("CPU", 0) // resources.cpus_per_trial)]
+    slots = [len(results), int(cluster.get("CPU", 0) // (resources.cpus_per_trial * workers))]
     if resources.max_concurrent_trials:
         slots.append(resources.max_concurrent_trials)
     shares = sorted(
@@ -115,8 +136,23 @@ def concurrent_slots(spec: StudySpec, results: list[tune.Result]) -> int:
         if isinstance(gpus, (int, float)) and gpus > 0
     )
     if shares:
-        slots.append(int(cluster.get("GPU", 0) // shares[len(shares) // 2]))
+        slots.append(int(cluster.get("GPU", 0) // shares[len(shares) // 2]))  # a trial's GPUs, all workers
     return max(1, min(slots))
+
+
+def _max_concurrent(spec: StudySpec, workers: int) -> int | None:
+    """``max_concurrent_trials``; for trials on several workers, whose resources Tune does not see (Ray Train asks
+    for them), at most as many as the cluster has the workers' CPUs and GPUs for."""
+    import ray
+
+    limit = spec.resources.max_concurrent_trials
+    if workers == 1:
+        return limit
+    resources, cluster = spec.resources, ray.cluster_resources()
+    fits = int(cluster.get("CPU", 0) // (resources.cpus_per_trial * workers))
+    if isinstance(resources.gpus_per_trial, float) and resources.gpus_per_trial > 0:
+        fits = min(fits, int(cluster.get("GPU", 0) // (resources.gpus_per_trial * workers)))
+    return max(1, min(fits, limit or fits))
 
 
 def worker_processes(results: list[tune.Result]) -> int:
@@ -161,11 +197,13 @@ def _fit(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
     return grid, after is before  # Tune's handler puts the previous one back when it catches a SIGINT
 
 
-def _with_resources(trainable: Trainable, spec: StudySpec) -> Any:
+def _with_resources(trainable: Trainable, spec: StudySpec, workers: int = 1) -> Any:
     """The trainable with each trial's resources: as the spec says, or with ``gpus_per_trial: auto``
     the GPU share measured before the stage and held by the trial's description (see
-    :mod:`orchestrator.gpu_packing`)."""
+    :mod:`orchestrator.gpu_packing`); on several workers, next to nothing (the workers ask for theirs)."""
     resources = spec.resources
+    if workers > 1:
+        return tune.with_resources(trainable, TRAIN_DRIVER_RESOURCES)
     if resources.gpus_per_trial == "auto":
         return tune.with_resources(trainable, trial_resources)
     return tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})

@@ -41,6 +41,8 @@ from ..trial import RUNNING, STATUS_METRIC, TrialStatus
 
 EPOCH_HOOK_ENV = "PCDARTS_EPOCH_HOOK"
 EpochHook = Callable[[str, Any], None]
+#: How a trainable reports one epoch: its metrics, and the folder of its checkpoint (None: no checkpoint).
+Report = Callable[[dict[str, Any], Path | None], None]
 
 
 def start(params: dict[str, Any], config: SearchConfig | TrainConfig) -> DatasetBundle:
@@ -60,29 +62,46 @@ def _dataset(name: str, root: str | None, download: bool, image_size: int | None
     return load_dataset(name, root, download=download, image_size=image_size, loading=loading)
 
 
-def restore(kind: type[EpochRunner], data: DatasetBundle) -> Any:
-    """The run saved in this trial's latest checkpoint (after a retry or a restored study), or None."""
-    checkpoint = tune.get_checkpoint()
+def restore(kind: type[EpochRunner], data: DatasetBundle, checkpoint: Any = None, **options: Any) -> Any:
+    """The run saved in ``checkpoint`` (default: this Tune trial's latest, after a retry or a restored study),
+    resumed with ``options`` (:meth:`EpochRunner.resume`), or None when there is none."""
+    checkpoint = checkpoint or tune.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        return kind.resume(Path(folder) / CHECKPOINT, data=data)
+        return kind.resume(Path(folder) / CHECKPOINT, data=data, **options)
+
+
+def tune_report(metrics: dict[str, Any], folder: Path | None) -> None:
+    """Report an epoch to Ray Tune (the trials that run in their Tune worker)."""
+    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder is not None else None)
 
 
 def report_epochs(
-    run: Any, final: Callable[[Any], dict[str, Any]], key: str, final_files: Callable[[Any, Path], None] | None = None
+    run: Any,
+    final: Callable[[Any], dict[str, Any]],
+    key: str,
+    final_files: Callable[[Any, Path], None] | None = None,
+    report: Report = tune_report,
 ) -> None:
     """Run the remaining epochs, reporting each with a checkpoint; the last report carries the final values, and
-    its checkpoint also the files ``final_files(run, folder)`` writes (the driver logs them to MLflow)."""
+    its checkpoint also the files ``final_files(run, folder)`` writes (the driver logs them to MLflow). A run on
+    several processes (Ray Train workers, :mod:`.train_workers`) reports from each, the main one alone with the
+    checkpoint and the final values."""
     with run:  # a streamed run's loader workers stop when the trial ends
-        _report_epochs(run, final, key, final_files)
+        _report_epochs(run, final, key, final_files, report)
 
 
 def _report_epochs(
-    run: Any, final: Callable[[Any], dict[str, Any]], key: str, final_files: Callable[[Any, Path], None] | None
+    run: Any,
+    final: Callable[[Any], dict[str, Any]],
+    key: str,
+    final_files: Callable[[Any, Path], None] | None,
+    report: Report,
 ) -> None:
     where = _where()
     hook = epoch_hook()
+    main = run.ranks.main
     reported = False
     try:
         while not run.done:
@@ -91,19 +110,24 @@ def _report_epochs(
             record = run.run_epoch()
             status = TrialStatus.FINISHED.value if run.done else RUNNING
             metrics = {**_scalars(record), **where, STATUS_METRIC: status}
+            if not main:
+                report(metrics, None)
+                reported = True
+                continue
             if run.done:
                 metrics.update(final(run))
             with tempfile.TemporaryDirectory(prefix="pcdarts-ckpt-") as folder:
                 run.save(Path(folder) / CHECKPOINT)
                 if run.done and final_files is not None:
                     final_files(run, Path(folder))
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+                report(metrics, Path(folder))
             reported = True
     except Diverged as err:
-        tune.report({"epoch": run.epoch, **where, STATUS_METRIC: TrialStatus.DIVERGED.value, "error": str(err)})
+        report({"epoch": run.epoch, **where, STATUS_METRIC: TrialStatus.DIVERGED.value, "error": str(err)}, None)
         return
     if not reported and run.history:  # restored after its last epoch was saved: report the final values again
-        tune.report({**_scalars(run.history[-1]), **where, STATUS_METRIC: TrialStatus.FINISHED.value, **final(run)})
+        metrics = {**_scalars(run.history[-1]), **where, STATUS_METRIC: TrialStatus.FINISHED.value}
+        report({**metrics, **final(run)} if main else metrics, None)
 
 
 def epoch_hook() -> EpochHook | None:

@@ -29,7 +29,9 @@ class TuneStage:
     writes an empty table. ``metric`` and ``mode`` name the best trial on the progress line.
     ``applies_to``: the specs that have this stage (default: all). ``scheduler``: the Tune trial scheduler
     for the spec, or None; its early stops end trials as ``stopped``. ``after``: what the stage writes from
-    its rows once they are known (before it is marked done, so an interrupted stage writes it on resume)."""
+    its rows once they are known (before it is marked done, so an interrupted stage writes it on resume).
+    ``workers``: the processes each trial runs on (Ray Train workers when above 1; only the search's trainable
+    runs on several)."""
 
     name: str
     trials: Callable[[StageContext], list[Trial]]
@@ -41,6 +43,7 @@ class TuneStage:
     applies_to: Callable[[StudySpec], bool] = lambda spec: True
     scheduler: Callable[[StudySpec], tune.schedulers.TrialScheduler | None] = lambda spec: None
     after: Callable[[StageContext, pd.DataFrame], None] | None = None
+    workers: Callable[[StudySpec], int] = lambda spec: 1
 
     def applies(self, spec: StudySpec) -> bool:
         return self.applies_to(spec)
@@ -69,8 +72,9 @@ class TuneStage:
         ]
         experiment = study.tune_experiment(self.name)
         storage = study.state.storage_path
+        workers = self.workers(study.spec)
         results = run_stage(
-            experiment, self.trainable, trials, study.spec, storage, callbacks, context.verbose, say, scheduler
+            experiment, self.trainable, trials, study.spec, storage, callbacks, context.verbose, say, scheduler, workers
         )
         # The stage is done only once MLflow holds all of it: if it cannot, the stage stays open and
         # --resume logs what is missing (restoring a finished Tune experiment runs nothing again).
@@ -78,7 +82,7 @@ class TuneStage:
         rows = pd.DataFrame([trial_row(r, stops=scheduler is not None) for r in results])
         atomic_write_text(table, rows.to_csv(index=False))
         record = study.state.stage_time(self.name)
-        record.slots = concurrent_slots(study.spec, results)
+        record.slots = concurrent_slots(study.spec, results, workers)
         record.epoch_s = round(float(pd.to_numeric(rows["time_s"], errors="coerce").sum()), 3)
         record.worker_processes = worker_processes(results)
         failed = rows[rows["status"] != TrialStatus.FINISHED]

@@ -1,0 +1,109 @@
+"""A study whose searches run on several processes (``resources.workers_per_trial``): Ray Train workers inside
+each Tune trial, one of them killed part-way and resumed, the epochs reported, logged and checkpointed as of any
+other trial, and the search exactly the one ``torchrun`` runs on as many processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from orchestrator.errors import SpecError
+from orchestrator.ray_cluster import check_resources
+from orchestrator.spec import parse_spec
+
+HERE = Path(__file__).parent
+
+WORKERS_STUDY = {
+    "name": "pair",
+    "dataset": {"name": "fashion_mnist_mini", "image_size": 14, "train_subset": 128},
+    "search": {"seed": 0, "k": 2, "init_channels": 4, "layers": 3, "batch_size": 32, "epochs": 3, "warmup_epochs": 1},
+    "select": {"top": 1},
+    "retrain": {"seeds": [0], "init_channels": 4, "layers": 3, "batch_size": 32, "epochs": 1, "cutout": 0},
+    "baseline": {"count": 0},
+    "resources": {"cpus_per_trial": 1, "workers_per_trial": 2, "max_failures": 1},
+    "ray": {"num_cpus": 2},
+}
+
+
+def test_workers_need_whole_gpus_a_batch_they_can_share_and_a_cluster_that_holds_them():
+    for gpus in ("auto", 0.5):
+        with pytest.raises(SpecError, match="each worker of a search needs GPUs of its own"):
+            parse_spec({**WORKERS_STUDY, "resources": {"workers_per_trial": 2, "gpus_per_trial": gpus}})
+    with pytest.raises(SpecError, match="search.batch_size: batch_size 30 cannot be split over workers_per_trial 4"):
+        parse_spec(
+            {
+                **WORKERS_STUDY,
+                "search": {**WORKERS_STUDY["search"], "batch_size": 30},
+                "resources": {"workers_per_trial": 4},
+            }
+        )
+    spec = parse_spec(WORKERS_STUDY)
+    check_resources(spec, {"CPU": 2.0})
+    with pytest.raises(SpecError, match=r"resources.workers_per_trial: 2 workers x 1 CPUs \(cpus_per_trial\) need 2"):
+        check_resources(spec, {"CPU": 1.5})
+
+
+@pytest.mark.slow
+def test_a_search_on_two_workers_survives_a_killed_worker_and_equals_torchrun(tmp_path):
+    from fault_hooks import kill_worker_env
+    from mlflow.tracking import MlflowClient
+    from study_helpers import descendants, driver, finish, trial_results
+
+    from orchestrator.plan import StudyPlan
+    from pcdarts_core import Genotype
+    from pcdarts_core.checkpoint import load_checkpoint
+
+    spec_file = tmp_path / "pair.yaml"
+    spec_file.write_text(yaml.safe_dump(WORKERS_STUDY))
+    folder = tmp_path / "study"
+    short = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": short, "PYTHONUNBUFFERED": "1"}
+    env.update(kill_worker_env(rank=1, epoch=2, marker=tmp_path / "killed"))
+    try:
+        process = driver([str(spec_file), "--out", str(folder)], env, tmp_path, tmp_path / "driver.log")
+        code, out = finish(process, 900)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+    assert code == 0, out[-3000:]
+    assert not descendants(process.pid)
+    assert (tmp_path / "killed").exists()  # the second worker really died before epoch 2
+
+    searches = pd.read_csv(folder / "search.csv").set_index("trial")
+    row = searches.loc["search-001"]
+    assert row["status"] == "finished" and row["epochs"] == 3 and row["cpus"] == 2  # two workers of one CPU
+    # epoch 1 from the first worker group, epochs 2 and 3 from the one Ray Train started after the kill, which
+    # continued from epoch 1's checkpoint: each epoch reported once
+    rows = trial_results(folder, "search")["search-001"]
+    epochs = [r for r in rows if r.get("trial_status") in ("running", "finished")]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    assert epochs[0]["worker_pid"] != epochs[1]["worker_pid"] == epochs[2]["worker_pid"]
+    assert not any((folder / "tune" / "train").iterdir())  # Ray Train's way stations are gone
+
+    # logged by the driver as any trial: one nested MLflow run, every epoch once
+    state = json.loads((folder / "study.json").read_text())
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    runs = client.search_runs([state["mlflow_experiment_id"]], filter_string="tags.`pcdarts.trial` = 'search-001'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "epoch")) == [1, 2, 3]
+
+    # the same search, straight through on two torchrun processes: the same numbers, bit for bit
+    config = StudyPlan.from_spec(parse_spec(WORKERS_STUDY)).grid[0].config.replace(device="cpu")
+    (tmp_path / "config.json").write_text(config.model_dump_json())
+    (tmp_path / "torchrun").mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += [str(HERE / "distributed_search.py"), str(tmp_path / "config.json"), str(tmp_path / "torchrun"), "3"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    history = load_checkpoint(tmp_path / "torchrun" / "checkpoint.pt")["history"]
+    assert [r["valid_acc"] for r in epochs] == [r["valid_acc"] for r in history]
+    assert [r["train_loss"] for r in epochs] == [r["train_loss"] for r in history]
+    assert row["genotype"] == Genotype.from_dict(history[-1]["genotype"]).to_text()
