@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from pcdarts_core import SearchConfig, TrainConfig
+from pcdarts_core.config import SEARCH_PROTOCOLS
 from pcdarts_core.errors import ConfigError
 
 from .errors import SpecError
@@ -269,7 +270,7 @@ def _check_keys(section: str, raw: dict[str, Any], allowed: set[str]) -> None:
 def search_axes(spec: StudySpec) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     """(fixed settings, swept settings) of the search section; ``seed`` is always swept."""
     raw = dict(spec.search)
-    allowed = (set(SearchConfig.model_fields) - set(DATASET_FIELDS)) | STUDY_FIELDS
+    allowed = (set(SearchConfig.model_fields) - set(DATASET_FIELDS)) | STUDY_FIELDS | {"protocol"}
     _check_keys("search", raw, allowed)
     if "seed" not in raw:
         raise SpecError("search.seed", "missing: give the search seeds, e.g. seed: [0, 1, 2, 3]")
@@ -291,10 +292,25 @@ def search_axes(spec: StudySpec) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     return fixed, swept
 
 
+def search_protocol(fixed: dict[str, Any]) -> dict[str, Any]:
+    """The settings ``search.protocol`` names (``cifar``, the default, or ``imagenet``: the published searches of
+    ``SearchConfig.protocol``), taken out of the fixed settings; the dataset section and the search's own
+    settings then override them."""
+    name = fixed.pop("protocol", "cifar")
+    if name not in SEARCH_PROTOCOLS:
+        raise SpecError("search.protocol", f"{name!r}: use one of {', '.join(SEARCH_PROTOCOLS)} (one value per study)")
+    return dict(SEARCH_PROTOCOLS[name])
+
+
 def search_grid(spec: StudySpec) -> list[tuple[dict[str, Any], SearchConfig]]:
     """Every grid point as (swept values, its validated SearchConfig), in spec order, seeds innermost."""
     fixed, swept = search_axes(spec)
-    base = {**dataset_settings(spec.dataset), **fixed}
+    if "protocol" in swept:
+        raise SpecError("search.protocol", "one value per study: run each protocol as its own study")
+    protocol = search_protocol(fixed)
+    data = dataset_settings(spec.dataset)
+    data = {key: value for key, value in data.items() if value is not None or key not in protocol}
+    base = {**protocol, **data, **fixed}
     points: list[dict[str, Any]] = [{}]
     for key, values in swept.items():
         points = [{**p, key: v} for p in points for v in values]

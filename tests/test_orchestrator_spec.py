@@ -415,7 +415,7 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, args, words):
     assert not (tmp_path / "study").exists()
 
 
-@pytest.mark.parametrize("name", ["quickstart", "ablation", "seeds"])
+@pytest.mark.parametrize("name", ["quickstart", "ablation", "seeds", "imagenet"])
 def test_shipped_specs_are_valid(name):
     spec, _ = load_spec(REPO / "experiments" / f"{name}.yaml")
     plan = StudyPlan.from_spec(spec)
@@ -460,3 +460,20 @@ def test_progress_estimates_the_time_left_from_this_sessions_pace():
     for trial in trials:
         trial.status = "TERMINATED"
     assert progress.time_left(trials, 90.0) is None
+
+
+def test_search_protocol_sets_the_published_search_and_is_one_value():
+    from pcdarts_core.config import SEARCH_PROTOCOLS
+
+    spec = parse_spec(
+        spec_with(
+            dataset={"name": "imagefolder", "root": "/data/subset", "image_size": 224},
+            search={"seed": [0], "protocol": "imagenet", "epochs": 40},
+        )
+    )
+    config = StudyPlan.from_spec(spec).grid[0].config
+    expected = {**SEARCH_PROTOCOLS["imagenet"], "epochs": 40, "data_root": "/data/subset"}
+    assert {name: getattr(config, name) for name in expected} == expected  # the spec's own values win
+    for protocol, words in (("mnist", "'mnist': use one of cifar, imagenet"), (["cifar", "imagenet"], "one value")):
+        with pytest.raises(SpecError, match=f"search.protocol: .*{words}"):
+            parse_spec(spec_with(search={"seed": [0], "protocol": protocol}))
