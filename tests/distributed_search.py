@@ -1,7 +1,7 @@
 """A search on the processes ``torchrun`` starts, for the tests of several processes: ``python -m
 torch.distributed.run --nproc_per_node N tests/distributed_search.py CONFIG OUT EPOCHS [--resume]``.
 
-Runs the search whose settings the JSON file ``CONFIG`` holds (e.g. :func:`config`'s) to ``EPOCHS`` epochs
+Runs the search whose settings the JSON file ``CONFIG`` holds to ``EPOCHS`` epochs
 through the library, as the command line would, saving ``OUT/checkpoint.pt`` after every epoch (with
 ``--resume``: continuing it), and has every process save what it held after every step (its α/β, then its
 weights, flattened) to ``OUT/rank<r>.pt``, so the test can compare the processes step by step.
@@ -19,24 +19,6 @@ import torch
 from pcdarts_core import SearchConfig
 from pcdarts_core.distributed import Ranks
 from pcdarts_core.search import Search
-
-
-def config(folder: Path, **changes) -> SearchConfig:
-    """A tiny search of an image folder (tests/image_folders.py) on the CPU."""
-    settings = dict(
-        dataset="imagefolder",
-        data_root=str(folder),
-        image_size=16,
-        init_channels=4,
-        layers=3,
-        k=2,
-        batch_size=8,
-        epochs=2,
-        warmup_epochs=0,
-        arch_lr=0.05,
-        device="cpu",
-    )
-    return SearchConfig(**{**settings, **changes})
 
 
 def main(settings: Path, out: Path, epochs: int, resume: bool) -> None:

@@ -11,10 +11,9 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from image_folders import folder_search_config, write_image_folder
 
 from pcdarts_core import KNOWN_GENOTYPES, ConfigError, DataError, SearchConfig, TrainConfig, UserInputError
 from pcdarts_core.cli import run_main
@@ -58,32 +57,10 @@ def one_thread():
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """3 classes of 12 (train/) and 4 (val/) noisy 40x30 images, each class with its own tint."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 12), ("val", 4)):
-        for c in range(3):
-            (tmp_path / split / f"class{c}").mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 160, (30, 40, 3), dtype=np.uint8)
-                pixels[..., c] += 90
-                Image.fromarray(pixels).save(tmp_path / split / f"class{c}" / f"im{i}.png")
-    return tmp_path
+    return write_image_folder(tmp_path)
 
 
-def _search_config(folder: Path, **changes) -> SearchConfig:
-    settings = dict(
-        dataset="imagefolder",
-        data_root=str(folder),
-        image_size=16,
-        init_channels=4,
-        layers=3,
-        k=2,
-        batch_size=8,
-        epochs=2,
-        warmup_epochs=1,
-        arch_lr=0.05,
-        device="cpu",
-    )
-    return SearchConfig(**{**settings, **changes})
+_search_config = folder_search_config
 
 
 def _quiet_search(config: SearchConfig, **kwargs):

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from distributed_search import config as search_config
-from image_folders import write_image_folder
+from image_folders import folder_search_config, write_image_folder
 
 from pcdarts_core import ConfigError, UserInputError
 from pcdarts_core.checkpoint import load_checkpoint
@@ -23,6 +22,11 @@ from pcdarts_core.distributed import SINGLE, Ranks
 from pcdarts_core.search import Search
 
 HERE = Path(__file__).parent
+
+
+def _config(folder: Path, **changes):
+    """The tiny search of the image folder, its architecture trained from the first step."""
+    return folder_search_config(folder, **{"warmup_epochs": 0, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +78,12 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(folder):
     with pytest.raises(ConfigError, match="batch_size"):
         _batches((0, 3))
     with pytest.raises(UserInputError, match=r"batch_size=8: cannot be split over 3 processes; use a multiple of 3"):
-        Search(search_config(folder), ranks=Ranks(0, 3))
+        Search(_config(folder), ranks=Ranks(0, 3))
 
 
 def test_sync_bn_needs_gpus(folder):
     with pytest.raises(UserInputError, match="sync_bn: SyncBatchNorm runs on GPUs only"):
-        Search(search_config(folder, sync_bn=True), ranks=Ranks(0, 2))
+        Search(_config(folder, sync_bn=True), ranks=Ranks(0, 2))
 
 
 def test_one_process_is_a_no_op():
@@ -94,7 +98,7 @@ def test_one_process_is_a_no_op():
 def test_a_resume_on_another_number_of_processes_is_refused(folder, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        search = Search(search_config(folder, epochs=2))
+        search = Search(_config(folder, epochs=2))
         next(search.epochs())
         search.save(tmp_path / "checkpoint.pt")
     assert load_checkpoint(tmp_path / "checkpoint.pt")["world_size"] == 1
@@ -107,7 +111,7 @@ def test_two_processes_hold_the_same_alphas_at_every_step_and_resume_exactly(fol
     straight, split = tmp_path / "straight", tmp_path / "split"
     straight.mkdir(), split.mkdir()
     script, settings = str(HERE / "distributed_search.py"), tmp_path / "config.json"
-    settings.write_text(search_config(folder).model_dump_json())
+    settings.write_text(_config(folder).model_dump_json())
     for out, epochs, resume in ((straight, "2", ()), (split, "1", ()), (split, "2", ("--resume",))):
         if resume:
             first_epoch = {r: torch.load(split / f"rank{r}.pt")["steps"] for r in (0, 1)}
