@@ -59,19 +59,21 @@ class Ranks:
         return SINGLE
 
     @classmethod
-    def launched(cls, device: str = "auto") -> Ranks:
+    def launched(cls) -> Ranks:
         """Join the process group a launcher describes (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
         ``MASTER_ADDR``/``PORT``: what ``torchrun`` sets), once; :data:`SINGLE` when the environment names no
-        group of several processes. On GPUs (``device`` not ``cpu`` and CUDA present) each process takes the
-        GPU of its ``LOCAL_RANK`` and the group talks NCCL; on CPUs, gloo."""
+        group of several processes. Where CUDA is present each process takes the GPU of its ``LOCAL_RANK`` and
+        the group talks NCCL for tensors on GPUs, gloo for tensors on the CPU (a search with ``device="cpu"``);
+        elsewhere gloo."""
         if dist.is_available() and dist.is_initialized():
             return cls.current()
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return SINGLE
-        gpus = device != "cpu" and torch.cuda.is_available()
-        if gpus:
+        if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if gpus else "gloo")
+            dist.init_process_group(backend="cpu:gloo,cuda:nccl")
+        else:
+            dist.init_process_group(backend="gloo")
         return cls.current()
 
     def close(self) -> None:

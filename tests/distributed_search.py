@@ -24,7 +24,7 @@ from pcdarts_core.search import Search
 def main(settings: Path, out: Path, epochs: int, resume: bool) -> None:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")  # the architecture budget of a 2-epoch search
-    ranks = Ranks.launched("cpu")
+    ranks = Ranks.launched()
     try:
         if resume:
             search = Search.resume(out / "checkpoint.pt", ranks=ranks, epochs=epochs)

@@ -51,24 +51,28 @@ def poison_before_epoch(key: str, run: Any) -> None:
             parameter.fill_(float("nan"))
 
 
-#: ``RANK:EPOCH:MARKER``: the Ray Train worker of that rank that exits before that epoch, once (while MARKER, a file
-#: it creates, does not exist).
+#: ``RANK:EPOCHS:MARKER``: the Ray Train worker of that rank exits before each of those epochs (comma-separated), once
+#: each (while the file ``MARKER-EPOCH``, which it creates, does not exist).
 KILL_WORKER_ENV = "PCDARTS_TEST_KILL_WORKER"
 #: Seconds the worker waits before it exits: Ray Train's controller collects the workers' reports every 2 s, and
 #: the epoch before must be registered for the restarted workers to continue from it.
 KILL_GRACE_S = 4.0
 
 
-def kill_worker_env(rank: int, epoch: int, marker: Path) -> dict[str, str]:
-    """The environment that makes the search worker of ``rank`` (of a trial on several workers) die before its
-    ``epoch``, the first time only: Ray Train restarts the workers from the last checkpoint."""
-    return {**_hook_env("kill_worker_before_epoch"), KILL_WORKER_ENV: f"{rank}:{epoch}:{marker}"}
+def kill_worker_env(rank: int, epochs: list[int], marker: Path) -> dict[str, str]:
+    """The environment that makes the search worker of ``rank`` (of a trial on several workers) die before each of
+    ``epochs``, the first time only: Ray Train restarts the workers from the last checkpoint (and once its retries
+    are spent, Tune retries the trial from the last checkpoint it holds)."""
+    return {**_hook_env("kill_worker_before_epoch"), KILL_WORKER_ENV: f"{rank}:{','.join(map(str, epochs))}:{marker}"}
 
 
 def kill_worker_before_epoch(key: str, run: Any) -> None:
     """The epoch hook: the ``KILL_WORKER_ENV`` worker exits at once, as a killed process does (no clean-up)."""
-    rank, epoch, marker = os.environ.get(KILL_WORKER_ENV, "::").split(":", 2)
-    if rank and int(rank) == run.ranks.rank and int(epoch) == run.epoch + 1 and not Path(marker).exists():
-        Path(marker).touch()
+    rank, epochs, marker = os.environ.get(KILL_WORKER_ENV, "::").split(":", 2)
+    if not rank or int(rank) != run.ranks.rank or str(run.epoch + 1) not in epochs.split(","):
+        return
+    done = Path(f"{marker}-{run.epoch + 1}")
+    if not done.exists():
+        done.touch()
         time.sleep(KILL_GRACE_S)
         os._exit(1)

@@ -75,7 +75,7 @@ def _resume(args: argparse.Namespace, checkpoint: Path, overrides: dict, ranks: 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = config_overrides(args, SearchConfig)
-    ranks = Ranks.launched(overrides.get("device", "auto"))
+    ranks = Ranks.launched()
     try:
         return _search(args, overrides, ranks)
     finally:
