@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .errors import UserInputError
+
 __all__ = ["SINGLE", "Ranks"]
 
 
@@ -59,18 +61,25 @@ class Ranks:
         return SINGLE
 
     @classmethod
-    def launched(cls) -> Ranks:
+    def launched(cls, device: str = "auto") -> Ranks:
         """Join the process group a launcher describes (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
         ``MASTER_ADDR``/``PORT``: what ``torchrun`` sets), once; :data:`SINGLE` when the environment names no
-        group of several processes. Where CUDA is present each process takes the GPU of its ``LOCAL_RANK`` and
-        the group talks NCCL for tensors on GPUs, gloo for tensors on the CPU (a search with ``device="cpu"``);
-        elsewhere gloo."""
+        group of several processes. Unless ``device`` is ``cpu``, where CUDA is present each process takes the
+        GPU of its ``LOCAL_RANK``; the group talks NCCL for tensors on GPUs and gloo for tensors on the CPU
+        (a resumed search may keep ``device="cpu"`` from its checkpoint); without CUDA, gloo."""
         if dist.is_available() and dist.is_initialized():
             return cls.current()
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return SINGLE
         if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            if device != "cpu":
+                if local >= torch.cuda.device_count():
+                    raise UserInputError(
+                        f"process {local} of this machine has no GPU of its own ({torch.cuda.device_count()} here): "
+                        "start at most as many processes per machine as it has GPUs, or pass --device cpu"
+                    )
+                torch.cuda.set_device(local)
             dist.init_process_group(backend="cpu:gloo,cuda:nccl")
         else:
             dist.init_process_group(backend="gloo")
@@ -111,11 +120,12 @@ class Ranks:
 
     def check_same(self, named: Iterable[tuple[str, torch.Tensor]], what: str) -> None:
         """Raise when any tensor differs, in any bit, between the processes (they all must hold the same
-        weights and α/β after every step: a difference is a bug, never rounding)."""
+        weights and α/β after every step: a difference is a bug, never rounding). Compares the bit patterns,
+        so a NaN matches itself and -0.0 does not match 0.0."""
         if not self.several:
             return
         named = list(named)
-        flat = torch.cat([t.detach().reshape(-1).float() for _, t in named])
+        flat = torch.cat([_bits(t) for _, t in named])
         high, low = flat.clone(), flat.clone()
         dist.all_reduce(high, op=dist.ReduceOp.MAX)
         dist.all_reduce(low, op=dist.ReduceOp.MIN)
@@ -133,6 +143,13 @@ class Ranks:
 
     def describe(self) -> str:
         return f"process {self.rank} of {self.world_size}"
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """A tensor's bit patterns, flattened, as int64 (which every backend reduces)."""
+    kinds = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+    flat = t.detach().contiguous().reshape(-1)
+    return flat.view(kinds[flat.element_size()]).to(torch.int64)
 
 
 #: One process: no process group, every method a no-op.

@@ -178,3 +178,15 @@ def test_the_command_line_runs_under_torchrun_and_writes_once(folder, tmp_path):
     assert bad.returncode != 0
     assert "batch_size=8: cannot be split over 3 processes" in bad.stderr
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.slow
+def test_a_search_that_diverges_on_two_processes_says_so_once(folder, tmp_path):
+    flags = ["--dataset", "imagefolder", "--data-root", str(folder), "--image-size", "16", "--init-channels", "4"]
+    flags += ["--layers", "3", "--k", "2", "--batch-size", "8", "--epochs", "2", "--warmup-epochs", "0"]
+    flags += ["--device", "cpu", "--lr", "1e12", "--grad-clip", "1e12", "--quiet", "--out", str(tmp_path / "s")]
+    done = _torchrun(2, "-m", "pcdarts_core.search", *flags)
+    assert done.returncode == 1
+    # the processes' NaN weights are a divergence, not weights that differ between them
+    assert done.stderr.count("error: search diverged in epoch 1: training loss is nan") == 1, done.stderr[-3000:]
+    assert "this is a bug" not in done.stderr

@@ -55,20 +55,23 @@ def run_epochs(
     save: Callable[[], None],
     postfix: Callable[[Any], dict[str, str]],
     describe: Callable[[Any], str],
+    main: bool = True,
 ) -> int:
     """Run the remaining epochs of ``run`` (a Search or a Training) with a progress bar, calling
     ``save()`` after each and printing ``describe(record)``. Returns the exit code: 0 when done,
-    1 when the run diverged, 130 when interrupted; the last good epoch is saved in every case."""
+    1 when the run diverged, 130 when interrupted; the last good epoch is saved in every case.
+    Only the ``main`` one of several processes prints (its bar unless ``quiet``, and how the run ended)."""
     steps = run.steps_per_epoch
     bar = tqdm(
         total=run.config.epochs * steps,
         initial=run.epoch * steps,
-        disable=quiet,
+        disable=quiet or not main,
         unit="step",
         desc=desc,
         file=sys.stderr,
         dynamic_ncols=True,
     )
+    quiet = quiet or not main
     if not quiet:
         bar.write(intro)
     try:
@@ -84,11 +87,13 @@ def run_epochs(
             if run.epoch
             else "no epoch finished, nothing was saved"
         )
-        print(f"error: {err}; {saved}", file=sys.stderr)
+        if main:
+            print(f"error: {err}; {saved}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         bar.close()
-        print(f"interrupted after epoch {run.epoch}; continue with --resume --out {out}", file=sys.stderr)
+        if main:
+            print(f"interrupted after epoch {run.epoch}; continue with --resume --out {out}", file=sys.stderr)
         return 130
     bar.close()
     return 0

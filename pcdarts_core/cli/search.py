@@ -75,7 +75,7 @@ def _resume(args: argparse.Namespace, checkpoint: Path, overrides: dict, ranks: 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = config_overrides(args, SearchConfig)
-    ranks = Ranks.launched()
+    ranks = Ranks.launched(overrides.get("device", "auto"))
     try:
         return _search(args, overrides, ranks)
     finally:
@@ -106,7 +106,8 @@ def _search(args: argparse.Namespace, overrides: dict, ranks: Ranks) -> int:
     code = run_epochs(
         search,
         args.out,
-        quiet=args.quiet or not ranks.main,
+        quiet=args.quiet,
+        main=ranks.main,
         desc=f"search k={cfg.k} edge_norm={cfg.edge_norm} seed={cfg.seed}",
         intro=(
             f"{cfg.dataset}: {len(search.split['train'])} train / {len(search.split['valid'])} valid images, "

@@ -16,6 +16,7 @@ losses and accuracies are summed on the device and read once per epoch).
 from __future__ import annotations
 
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -145,6 +146,11 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         )
         self.architect = Architect(self.model, config, optimizer_options=kernels, ranks=ranks)
         train_idx, valid_idx = _halves(config, data)
+        if ranks.several and min(len(train_idx), len(valid_idx)) < ranks.world_size:
+            raise UserInputError(
+                f"train_subset/train_portion: a half of {min(len(train_idx), len(valid_idx))} images cannot be split "
+                f"over {ranks.world_size} processes; use at least {ranks.world_size} images in each half"
+            )
         if data.test is not None and config.data_split == "folders":
             # The architecture half's images identify the data too: a resume must find the same ones.
             self._data_facts = {**self._data_facts, "valid_images": len(data.test), "valid": fingerprint(data.test)}
@@ -184,9 +190,11 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         """Bytes of activations one training forward pass of the supernet saves for backward, per image
         of a batch of ``batch_size`` (:mod:`pcdarts_core.activation_memory`), as configured (memory
         format, autocast) but not compiled. It is the same on every device; the search's state, its
-        random generators included, is left as it was."""
+        random generators included, is left as it was. On several processes each measures its share
+        of a batch, and every one must call it (with ``sync_bn`` the pass is a collective one)."""
         data, was_training = self.data, self.model.training
-        shape = (self.config.batch_size, data.in_channels, data.image_size, data.image_size)
+        batch = self.config.batch_size // self.ranks.world_size
+        shape = (batch, data.in_channels, data.image_size, data.image_size)
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             with self.speed.autocast(self.device):
@@ -211,6 +219,8 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
         train_loss, train_acc, seen = self._train_epoch(arch_frozen, lr, on_step)
         train_time = time.perf_counter() - start
         if self.ranks.several:
+            # A diverged step leaves NaN weights, which never compare equal: say it diverged, not that they differ.
+            self._fail_if_diverged(training_loss=train_loss)
             self.ranks.check_same(self.model.named_parameters(), "supernet weights or α/β")
             # Evaluate, and save, the main process's BatchNorm statistics (DataParallel keeps its first replica's).
             self.ranks.broadcast(self.model.buffers())
@@ -285,7 +295,13 @@ class Search(EpochRunner[SearchConfig, EpochRecord]):
 
 
 def _check_ranks(config: SearchConfig, ranks: Ranks) -> None:
-    """Every batch must split evenly over the processes (each takes batch_size / world_size images of it)."""
+    """Every batch must split evenly over the processes (each takes batch_size / world_size images of it), and each
+    process takes the GPU of its own local rank."""
+    if ranks.several and re.fullmatch(r"cuda:\d+", config.device):
+        raise UserInputError(
+            f"device={config.device}: on {ranks.world_size} processes each takes the GPU of its local rank; use "
+            "device 'auto' or 'cuda'"
+        )
     if ranks.several and config.batch_size % ranks.world_size:
         raise UserInputError(
             f"batch_size={config.batch_size}: cannot be split over {ranks.world_size} processes; use a multiple of "
