@@ -87,7 +87,7 @@ def report_epochs(
     """Run the remaining epochs, reporting each with a checkpoint; the last report carries the final values, and
     its checkpoint also the files ``final_files(run, folder)`` writes (the driver logs them to MLflow). A run on
     several processes (Ray Train workers, :mod:`.train_workers`) reports from each, the main one alone with the
-    checkpoint and the final values."""
+    checkpoint and the final values (which all compute)."""
     with run:  # a streamed run's loader workers stop when the trial ends
         _report_epochs(run, final, key, final_files, report)
 
@@ -110,12 +110,13 @@ def _report_epochs(
             record = run.run_epoch()
             status = TrialStatus.FINISHED.value if run.done else RUNNING
             metrics = {**_scalars(record), **where, STATUS_METRIC: status}
+            # every process computes the final values (a measuring pass may be a collective one), the main reports them
+            values = final(run) if run.done else {}
             if not main:
                 report(metrics, None)
                 reported = True
                 continue
-            if run.done:
-                metrics.update(final(run))
+            metrics.update(values)
             with tempfile.TemporaryDirectory(prefix="pcdarts-ckpt-") as folder:
                 run.save(Path(folder) / CHECKPOINT)
                 if run.done and final_files is not None:
@@ -127,7 +128,8 @@ def _report_epochs(
         return
     if not reported and run.history:  # restored after its last epoch was saved: report the final values again
         metrics = {**_scalars(run.history[-1]), **where, STATUS_METRIC: TrialStatus.FINISHED.value}
-        report({**metrics, **final(run)} if main else metrics, None)
+        values = final(run)
+        report({**metrics, **values} if main else metrics, None)
 
 
 def epoch_hook() -> EpochHook | None:
