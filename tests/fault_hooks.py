@@ -76,3 +76,7 @@ def kill_worker_before_epoch(key: str, run: Any) -> None:
         done.touch()
         time.sleep(KILL_GRACE_S)
         os._exit(1)
+
+
+#: Every variable the hooks read: a test's driver starts without them unless the test sets them.
+HOOK_VARIABLES = (EPOCH_HOOK_ENV, NAN_AT_ENV, PAUSE_ENV, KILL_WORKER_ENV)

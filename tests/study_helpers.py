@@ -41,6 +41,18 @@ def driver(args: list[str], env: dict, cwd: Path, log: Path) -> subprocess.Popen
     return process
 
 
+def run_study(spec: dict, env: dict, where: Path, timeout_s: float = 600) -> tuple[subprocess.Popen, int, str]:
+    """Write ``spec`` to ``where/spec.yaml`` and run its study into ``where/study`` to the end: (the driver, its exit
+    code, its output)."""
+    import yaml
+
+    path = where / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    process = driver([str(path), "--out", str(where / "study")], env, where, where / "driver.log")
+    code, out = finish(process, timeout_s)
+    return process, code, out
+
+
 def output(process: subprocess.Popen) -> str:
     return process.log.read_text(errors="replace")  # type: ignore[attr-defined]
 

@@ -6,9 +6,6 @@ screen rows and MLflow runs (none twice), stopped candidates, the selection, the
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +18,6 @@ from orchestrator.errors import SpecError
 from orchestrator.plan import StudyPlan
 from orchestrator.selection import SCREEN_METRIC, select_screened
 from orchestrator.spec import SelectSpec, parse_spec, screen_config
-from orchestrator.stages.trainable import EPOCH_HOOK_ENV
 from pcdarts_core import random_genotype
 
 SPEC = {
@@ -129,15 +125,6 @@ def test_the_screen_chooses_by_its_held_out_accuracy_never_a_stopped_candidate()
     assert list(by_study["metric"]) == [SCREEN_METRIC] * 2 and list(by_study["value"]) == pytest.approx([0.65, 0.50])
     by_setting = select_screened(candidates, screened, SelectSpec(top=1, per="setting"))
     assert list(by_setting["genotype_id"]) == ["g01", "g04"]  # k=1: g01; k=4: g04 (0.50 beats g03's 0.40)
-
-
-@pytest.fixture
-def ray_env():
-    short = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": short, "PYTHONUNBUFFERED": "1"}
-    env.pop(EPOCH_HOOK_ENV, None)
-    yield env
-    shutil.rmtree(short, ignore_errors=True)
 
 
 def _image_folder(root: Path, classes: int = 3, per_class: int = 16) -> Path:

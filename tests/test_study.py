@@ -8,11 +8,8 @@ per trial, none left RUNNING, no epoch logged twice)."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +20,6 @@ from study_helpers import RAY_AGENTS, driver, finish, finished, kill_driver, res
 from study_helpers import output as output_of
 
 from orchestrator.stages.rows import TRIAL_COLUMNS
-from orchestrator.stages.trainable import EPOCH_HOOK_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -46,16 +42,6 @@ TINY_STUDY = {
     "resources": {"cpus_per_trial": 1},
     "ray": {"num_cpus": 2},
 }
-
-
-@pytest.fixture
-def ray_env():
-    short = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": short, "PYTHONUNBUFFERED": "1"}
-    env.pop(EPOCH_HOOK_ENV, None)
-    env.pop("PCDARTS_TEST_NAN_AT", None)
-    yield env
-    shutil.rmtree(short, ignore_errors=True)
 
 
 def _finished_results(folder: Path, stage: str) -> dict[str, list[dict]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -247,15 +246,13 @@ def test_an_unchanged_page_is_not_rewritten_and_file_pictures_are_links(tmp_path
 
 # --- a study whose trials share one worker process -------------------------------------------------------------
 @pytest.mark.slow
-def test_one_reused_worker_computes_what_fresh_runs_do_and_keeps_one_checkpoint_per_trial(tmp_path):
+def test_one_reused_worker_computes_what_fresh_runs_do_and_keeps_one_checkpoint_per_trial(tmp_path, ray_env):
     """Three searches on a one-CPU Ray run one after another in one worker process; each ends as the same search
     run alone in this process does, each trial folder keeps its last checkpoint only, and the report shows the
     stage's slot occupancy."""
     import json
-    import tempfile
 
-    import yaml
-    from study_helpers import driver, finish
+    from study_helpers import run_study
 
     from orchestrator.plan import StudyPlan
     from orchestrator.spec import parse_spec
@@ -279,16 +276,9 @@ def test_one_reused_worker_computes_what_fresh_runs_do_and_keeps_one_checkpoint_
         "baseline": {"count": 0},
         "ray": {"num_cpus": 1},
     }
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    folder = tmp_path / "study"
-    short = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": short, "PYTHONUNBUFFERED": "1"}
-    try:
-        code, out = finish(driver([str(path), "--out", str(folder)], env, tmp_path, tmp_path / "driver.log"), 600)
-    finally:
-        shutil.rmtree(short, ignore_errors=True)
+    _, code, out = run_study(spec, ray_env, tmp_path)
     assert code == 0, out[-3000:]
+    folder = tmp_path / "study"
     times = json.loads((folder / "study.json").read_text())["stage_times"]
     assert times["search"]["worker_processes"] == 1 and times["search"]["slots"] == 1
     assert 0 < times["search"]["epoch_s"] < times["search"]["wall_s"]

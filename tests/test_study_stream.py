@@ -4,31 +4,18 @@ search ends as it does with the folder in memory."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pandas as pd
 import pytest
 
 
 @pytest.mark.slow
-def test_a_study_streams_its_image_folder_and_leaves_no_loader_worker(tmp_path):
+def test_a_study_streams_its_image_folder_and_leaves_no_loader_worker(tmp_path, ray_env):
     """``data_loading: stream`` through a whole study: the driver's check lists the folder instead of decoding
     it, the trials stream their batches through loader workers, and every search ends as it does in memory."""
-    import tempfile
+    from image_folders import write_image_folder
+    from study_helpers import descendants, run_study
 
-    import numpy as np
-    import yaml
-    from PIL import Image
-    from study_helpers import descendants, driver, finish
-
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 16), ("val", 6)):
-        for c in range(2):
-            (tmp_path / "images" / split / f"class{c}").mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 255, (20, 24, 3), dtype=np.uint8) // (c + 1)
-                Image.fromarray(pixels).save(tmp_path / "images" / split / f"class{c}" / f"{i}.png")
+    write_image_folder(tmp_path / "images", classes=2, train=16, val=6, size=(20, 24))
     spec = {
         "name": "streamed",
         "dataset": {"name": "imagefolder", "root": str(tmp_path / "images"), "image_size": 12},
@@ -49,16 +36,8 @@ def test_a_study_streams_its_image_folder_and_leaves_no_loader_worker(tmp_path):
         "baseline": {"count": 0},
         "ray": {"num_cpus": 2},
     }
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    process, code, out = run_study(spec, ray_env, tmp_path)
     folder = tmp_path / "study"
-    short = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": short, "PYTHONUNBUFFERED": "1"}
-    try:
-        process = driver([str(path), "--out", str(folder)], env, tmp_path, tmp_path / "driver.log")
-        code, out = finish(process, 600)
-    finally:
-        shutil.rmtree(short, ignore_errors=True)
     assert code == 0, out[-3000:]
     assert not descendants(process.pid)
     searches = pd.read_csv(folder / "search.csv").set_index("trial")

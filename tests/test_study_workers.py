@@ -6,16 +6,12 @@ runs on as many processes."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from orchestrator.errors import SpecError
 from orchestrator.ray_cluster import check_resources
@@ -54,26 +50,18 @@ def test_workers_need_whole_gpus_a_batch_they_can_share_and_a_cluster_that_holds
 
 
 @pytest.mark.slow
-def test_a_search_on_two_workers_survives_killed_workers_and_equals_torchrun(tmp_path):
+def test_a_search_on_two_workers_survives_killed_workers_and_equals_torchrun(tmp_path, ray_env):
     from fault_hooks import kill_worker_env
     from mlflow.tracking import MlflowClient
-    from study_helpers import descendants, driver, finish, trial_results
+    from study_helpers import descendants, run_study, trial_results
 
     from orchestrator.plan import StudyPlan
     from pcdarts_core import Genotype
     from pcdarts_core.checkpoint import load_checkpoint
 
-    spec_file = tmp_path / "pair.yaml"
-    spec_file.write_text(yaml.safe_dump(WORKERS_STUDY))
+    env = {**ray_env, **kill_worker_env(rank=1, epochs=[2, 3], marker=tmp_path / "killed")}
+    process, code, out = run_study(WORKERS_STUDY, env, tmp_path, timeout_s=900)
     folder = tmp_path / "study"
-    short = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": short, "PYTHONUNBUFFERED": "1"}
-    env.update(kill_worker_env(rank=1, epochs=[2, 3], marker=tmp_path / "killed"))
-    try:
-        process = driver([str(spec_file), "--out", str(folder)], env, tmp_path, tmp_path / "driver.log")
-        code, out = finish(process, 900)
-    finally:
-        shutil.rmtree(short, ignore_errors=True)
     assert code == 0, out[-3000:]
     assert not descendants(process.pid)
     assert (tmp_path / "killed-2").exists() and (tmp_path / "killed-3").exists()  # the second worker died twice
