@@ -127,16 +127,15 @@ def concurrent_slots(spec: StudySpec, results: list[tune.Result], workers: int =
     import ray
 
     resources, cluster = spec.resources, ray.cluster_resources()
-    slots = [len(results), int(cluster.get("CPU", 0) // (resources.cpus_per_trial * workers))]
-    if resources.max_concurrent_trials:
-        slots.append(resources.max_concurrent_trials)
     shares = sorted(
         float(gpus)
         for gpus in (Trial.from_param(result.config).gpus for result in results if result.config)
         if isinstance(gpus, (int, float)) and gpus > 0
     )
-    if shares:
-        slots.append(int(cluster.get("GPU", 0) // shares[len(shares) // 2]))  # a trial's GPUs, all workers
+    gpus = shares[len(shares) // 2] if shares else 0.0  # a trial's GPUs, all its workers'
+    slots = [len(results), _trials_that_fit(cluster, resources.cpus_per_trial * workers, gpus)]
+    if resources.max_concurrent_trials:
+        slots.append(resources.max_concurrent_trials)
     return max(1, min(slots))
 
 
@@ -145,14 +144,20 @@ def _max_concurrent(spec: StudySpec, workers: int) -> int | None:
     for them), at most as many as the cluster has the workers' CPUs and GPUs for."""
     import ray
 
-    limit = spec.resources.max_concurrent_trials
+    resources = spec.resources
     if workers == 1:
-        return limit
-    resources, cluster = spec.resources, ray.cluster_resources()
-    fits = int(cluster.get("CPU", 0) // (resources.cpus_per_trial * workers))
-    if isinstance(resources.gpus_per_trial, float) and resources.gpus_per_trial > 0:
-        fits = min(fits, int(cluster.get("GPU", 0) // (resources.gpus_per_trial * workers)))
-    return max(1, min(fits, limit or fits))
+        return resources.max_concurrent_trials
+    gpus = resources.gpus_per_trial * workers if isinstance(resources.gpus_per_trial, float) else 0.0
+    fits = max(1, _trials_that_fit(ray.cluster_resources(), resources.cpus_per_trial * workers, gpus))
+    return min(fits, resources.max_concurrent_trials or fits)
+
+
+def _trials_that_fit(cluster: dict[str, float], cpus: float, gpus: float) -> int:
+    """How many trials that each hold ``cpus`` CPUs and ``gpus`` GPUs the cluster's resources hold at once."""
+    fits = int(cluster.get("CPU", 0) // cpus)
+    if gpus > 0:
+        fits = min(fits, int(cluster.get("GPU", 0) // gpus))
+    return fits
 
 
 def worker_processes(results: list[tune.Result]) -> int:
