@@ -141,9 +141,6 @@ class Ranks:
                 "were not averaged alike; this is a bug, please report it"
             )
 
-    def describe(self) -> str:
-        return f"process {self.rank} of {self.world_size}"
-
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
     """A tensor's bit patterns, flattened, as int64 (which every backend reduces)."""
